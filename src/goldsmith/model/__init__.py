@@ -1,0 +1,1 @@
+"""Records and the profile schema. No I/O besides reading profile files."""
