@@ -1,0 +1,1 @@
+"""Stages, gates and promotion: the order things happen in."""
