@@ -29,7 +29,7 @@ $(STAMP_PY): pyproject.toml $(STAMP_APT)
 	touch $@
 
 image: deps
-	$(VENV)/bin/goldsmith build --profile $(PROFILE) --out $(OUT)
+	$(VENV)/bin/goldsmith build --profile $(PROFILE) --out $(OUT) --boot-test
 
 lint: deps
 	$(VENV)/bin/ruff check src tests bench
