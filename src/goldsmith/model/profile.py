@@ -155,14 +155,24 @@ class Partition(Strict):
 
 def _default_partitions() -> list[Partition]:
     return [
-        Partition(mountpoint="/tmp", fs="tmpfs", size="512M",
-                  options=["nodev", "nosuid", "noexec", "mode=1777"]),
-        Partition(mountpoint="/var/tmp", fs="ext4", size="256M",
-                  options=["nodev", "nosuid", "noexec"]),
-        Partition(mountpoint="/var/log", fs="ext4", size="1G",
-                  options=["nodev", "nosuid", "noexec"]),
-        Partition(mountpoint="/var/log/audit", fs="ext4", size="512M",
-                  options=["nodev", "nosuid", "noexec"]),
+        Partition(
+            mountpoint="/tmp",
+            fs="tmpfs",
+            size="512M",
+            options=["nodev", "nosuid", "noexec", "mode=1777"],
+        ),
+        Partition(
+            mountpoint="/var/tmp", fs="ext4", size="256M", options=["nodev", "nosuid", "noexec"]
+        ),
+        Partition(
+            mountpoint="/var/log", fs="ext4", size="1G", options=["nodev", "nosuid", "noexec"]
+        ),
+        Partition(
+            mountpoint="/var/log/audit",
+            fs="ext4",
+            size="512M",
+            options=["nodev", "nosuid", "noexec"],
+        ),
     ]
 
 

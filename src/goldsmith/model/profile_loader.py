@@ -409,10 +409,10 @@ def _build(node: Node, loader: _SafeLoader, file: str) -> _Value:
             value = loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             raise _yaml_error(exc, file) from None
-        except ValueError as exc:  # e.g. an impossible date such as 2026-02-30
-            raise ProfileError(
-                f"invalid value: {exc}", file=file, line=pos.line, column=pos.column
-            ) from None
+        except ValueError:
+            # an impossible date such as 2026-02-30: hand the text to validation, which
+            # reports it with its key path among the other errors
+            value = str(node.value)
         if isinstance(value, float) and not math.isfinite(value):
             raise ProfileError(
                 "infinite and NaN numbers are not allowed",
