@@ -16,6 +16,7 @@ from goldsmith.errors import ProfileError
 from goldsmith.model.profile import NAME_RE, Profile
 from goldsmith.model.profile_loader import (
     MAX_BYTES,
+    MAX_NODES,
     SHIPPED_PREFIX,
     LoadedProfile,
     dump_resolved_yaml,
@@ -284,7 +285,7 @@ def test_duplicate_key_at_depth(tmp_path: Path) -> None:
         """,
     )
     err = error_of(f)
-    assert where(err) == (f, 5, 3, "hostname")
+    assert where(err) == (f, 5, 3, "image.hostname")
     assert "duplicate key 'hostname' (first given at line 3)" in err.message
 
 
@@ -296,7 +297,7 @@ def test_duplicate_top_level_key(tmp_path: Path) -> None:
 def test_non_string_key(tmp_path: Path) -> None:
     f = write(tmp_path / "p.yaml", "name: p\ncontrols:\n  42: {enabled: true}\n")
     err = error_of(f)
-    assert (err.file, err.line, err.column) == (f, 3, 3)
+    assert where(err) == (f, 3, 3, "controls")
     assert "keys must be strings" in err.message
 
 
@@ -343,6 +344,15 @@ def test_deep_nesting_is_refused(tmp_path: Path) -> None:
     err = error_of(f)
     assert "nested deeper than" in err.message
     assert (err.file, err.line) == (f, 2)
+
+
+def test_node_count_is_capped(tmp_path: Path) -> None:
+    items = ",".join(["1"] * (MAX_NODES + 10))
+    f = write(tmp_path / "p.yaml", f"name: p\ncontrols:\n  x:\n    params:\n      l: [{items}]\n")
+    assert Path(f).stat().st_size < MAX_BYTES
+    err = error_of(f)
+    assert (err.file, err.line) == (f, 5)
+    assert f"more than {MAX_NODES} YAML nodes" in err.message
 
 
 def test_oversize_file_is_refused_before_parsing(tmp_path: Path) -> None:
@@ -468,7 +478,7 @@ def test_plus_key_appends(tmp_path: Path) -> None:
 def test_plus_key_without_inherited_list(tmp_path: Path) -> None:
     f = write(tmp_path / "p.yaml", "name: p\npackages:\n  include+: [jq]\n")
     err = error_of(f)
-    assert where(err) == (f, 3, 3, "include+")
+    assert where(err) == (f, 3, 3, "packages.include+")
     assert "nothing to append to" in err.message
 
 
@@ -478,7 +488,7 @@ def test_plus_key_and_plain_key_together(tmp_path: Path) -> None:
         "extends: nanoclaw-debian13\npackages:\n  include: [a1]\n  include+: [jq]\n",
     )
     err = error_of(f)
-    assert (err.line, err.key) == (4, "include+")
+    assert (err.line, err.key) == (4, "packages.include+")
 
 
 def test_error_in_appended_item_points_at_the_child(tmp_path: Path) -> None:
@@ -621,3 +631,18 @@ def test_dump_is_yaml_with_schema_order() -> None:
     text = dump_resolved_yaml(load_profile("nanoclaw-debian13").profile)
     data = yaml.safe_load(text)
     assert list(data) == list(Profile.model_fields)
+
+
+def test_duplicate_key_inside_a_list_item(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "p.yaml",
+        """
+        name: p
+        image:
+          partitions:
+            - mountpoint: /var/log
+              fs: ext4
+              fs: tmpfs
+        """,
+    )
+    assert where(error_of(f)) == (f, 6, 7, "image.partitions[0].fs")

@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 MAX_BYTES = 1024 * 1024
-MAX_NODES = 50_000
+MAX_NODES = 20_000
 MAX_DEPTH = 64
 MAX_EXTENDS = 16
 #: how a shipped profile is named in ``sources`` and error positions (stable across machines)
@@ -394,7 +394,7 @@ def _yaml_error(exc: yaml.MarkedYAMLError, display: str) -> ProfileError:
     )
 
 
-def _build(node: Node, loader: _SafeLoader, file: str) -> _Value:
+def _build(node: Node, loader: _SafeLoader, file: str, path: str = "") -> _Value:
     pos = _pos(node, file)
     if isinstance(node, ScalarNode):
         if node.tag not in _SCALAR_TAGS:
@@ -429,7 +429,8 @@ def _build(node: Node, loader: _SafeLoader, file: str) -> _Value:
                 line=pos.line,
                 column=pos.column,
             )
-        return _Seq([_build(item, loader, file) for item in node.value], pos)
+        items = [_build(item, loader, file, f"{path}[{i}]") for i, item in enumerate(node.value)]
+        return _Seq(items, pos)
     if isinstance(node, MappingNode):
         if node.tag != _TAG + "map":
             raise ProfileError(
@@ -455,6 +456,7 @@ def _build(node: Node, loader: _SafeLoader, file: str) -> _Value:
                     file=file,
                     line=key_pos.line,
                     column=key_pos.column,
+                    key=path or None,
                 )
             key = str(key_node.value)
             if key in entries:
@@ -464,9 +466,9 @@ def _build(node: Node, loader: _SafeLoader, file: str) -> _Value:
                     file=file,
                     line=key_pos.line,
                     column=key_pos.column,
-                    key=key,
+                    key=_join(path, key),
                 )
-            entries[key] = _Entry(key_pos, _build(value_node, loader, file))
+            entries[key] = _Entry(key_pos, _build(value_node, loader, file, _join(path, key)))
         return _Map(entries, pos)
     raise ProfileError(  # pragma: no cover - the composer builds only these three node kinds
         f"unexpected YAML node {type(node).__name__}", file=file, line=pos.line, column=pos.column
@@ -482,7 +484,7 @@ def _resolve(source: _Source, chain: tuple[str, ...]) -> tuple[_Map, tuple[str, 
     chain = (*chain, source.identity)
     entry = tree.entries.pop(_EXTENDS_KEY, None)
     if entry is None:
-        return _reject_append_keys(tree), (source.display,)
+        return _reject_append_keys(tree, ""), (source.display,)
     ref_value = entry.value
     at = entry.key_pos
     if not isinstance(ref_value, _Scalar) or not isinstance(ref_value.value, str):
@@ -504,47 +506,53 @@ def _resolve(source: _Source, chain: tuple[str, ...]) -> tuple[_Map, tuple[str, 
         names = [*chain[chain.index(parent.identity) :], parent.identity]
         raise _error_at(at, "extends cycle: " + " -> ".join(names), key=_EXTENDS_KEY)
     base, sources = _resolve(parent, chain)
-    return _merge(base, tree), (*sources, source.display)
+    return _merge(base, tree, ""), (*sources, source.display)
 
 
-def _merge(base: _Map, over: _Map) -> _Map:
+def _merge(base: _Map, over: _Map, path: str) -> _Map:
     """Deep-merge ``over`` onto ``base``; every value keeps the position of the file it is from."""
     entries = dict(base.entries)
     for key, entry in over.entries.items():
         if key.endswith(_APPEND_SUFFIX):
             name = key[: -len(_APPEND_SUFFIX)]
-            _check_append_pair(over, key, name)
+            _check_append_pair(over, key, name, path)
             inherited = entries.get(name)
             if inherited is None:
                 raise _error_at(
                     entry.key_pos,
                     f"nothing to append to: no extended profile sets {name!r}",
-                    key=key,
+                    key=_join(path, key),
                     hint=f"write {name}: [...] to set the whole list",
                 )
             if not isinstance(inherited.value, _Seq) or not isinstance(entry.value, _Seq):
-                raise _error_at(entry.key_pos, f"{key} appends a list to a list", key=key)
+                raise _error_at(
+                    entry.key_pos, f"{key} appends a list to a list", key=_join(path, key)
+                )
             merged_items = [*inherited.value.items, *entry.value.items]
             entries[name] = _Entry(entry.key_pos, _Seq(merged_items, entry.value.pos))
             continue
         old = entries.get(key)
         if old is not None and isinstance(old.value, _Map) and isinstance(entry.value, _Map):
-            entries[key] = _Entry(entry.key_pos, _merge(old.value, entry.value))
+            entries[key] = _Entry(entry.key_pos, _merge(old.value, entry.value, _join(path, key)))
         else:
-            entries[key] = _Entry(entry.key_pos, _reject_append_keys(entry.value))
+            entries[key] = _Entry(entry.key_pos, _reject_append_keys(entry.value, _join(path, key)))
     return _Map(entries, over.pos)
 
 
-def _check_append_pair(mapping: _Map, key: str, name: str) -> None:
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _check_append_pair(mapping: _Map, key: str, name: str, path: str) -> None:
     if name in mapping.entries:
         raise _error_at(
             mapping.entries[key].key_pos,
             f"both {name!r} and {key!r} given; use one",
-            key=key,
+            key=_join(path, key),
         )
 
 
-def _reject_append_keys(value: _V) -> _V:
+def _reject_append_keys(value: _V, path: str) -> _V:
     """Check a value that has nothing inherited under it: a ``key+`` there has nothing to extend."""
     if isinstance(value, _Map):
         for key, entry in value.entries.items():
@@ -552,13 +560,13 @@ def _reject_append_keys(value: _V) -> _V:
                 raise _error_at(
                     entry.key_pos,
                     f"nothing to append to: no extended profile sets {key[:-1]!r}",
-                    key=key,
+                    key=_join(path, key),
                     hint=f"write {key[:-1]}: [...] to set the whole list",
                 )
-            _reject_append_keys(entry.value)
+            _reject_append_keys(entry.value, _join(path, key))
     elif isinstance(value, _Seq):
-        for item in value.items:
-            _reject_append_keys(item)
+        for i, item in enumerate(value.items):
+            _reject_append_keys(item, f"{path}[{i}]")
     return value
 
 
