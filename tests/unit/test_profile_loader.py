@@ -520,6 +520,14 @@ def test_error_inherited_from_parent_points_at_the_parent(tmp_path: Path) -> Non
     assert where(err) == (parent, 3, 3, "image.hostname")
 
 
+def test_errors_of_the_named_file_come_first(tmp_path: Path) -> None:
+    parent = write(tmp_path / "z-base.yaml", "name: base\nimage:\n  hostname: Bad_Host\n")
+    f = write(tmp_path / "a-child.yaml", "extends: z-base.yaml\n\n\nagent:\n  user: X\n")
+    err = error_of(f)
+    assert where(err) == (f, 5, 3, "agent.user")
+    assert str(err).splitlines()[1].startswith(f"{parent}:3:3: image.hostname: ")
+
+
 def test_extends_relative_to_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sub").mkdir()
     write(tmp_path / "base.yaml", "name: base\n")

@@ -105,7 +105,7 @@ def load_profile(ref: str) -> LoadedProfile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, tree) from None
+        raise _validation_error(exc, tree, sources) from None
     return LoadedProfile(profile=profile, sources=sources, digest=profile_digest(profile))
 
 
@@ -657,8 +657,13 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-def _validation_error(exc: ValidationError, tree: _Map) -> ProfileError:
-    found = sorted(set(_iter_errors(exc, tree)), key=lambda e: (e[0].file, e[0].line, e[0].column))
+def _validation_error(exc: ValidationError, tree: _Map, sources: tuple[str, ...]) -> ProfileError:
+    # the named file's errors first (the one being edited), then its parents', each by position
+    rank = {name: i for i, name in enumerate(reversed(sources))}
+    found = sorted(
+        set(_iter_errors(exc, tree)),
+        key=lambda e: (rank.get(e[0].file, len(rank)), e[0].line, e[0].column),
+    )
     lines = [
         f"{p.file}:{p.line}:{p.column}: {key + ': ' if key else ''}{msg}" for p, key, msg in found
     ]
