@@ -366,9 +366,9 @@ def test_oversize_file_is_refused_before_parsing(tmp_path: Path) -> None:
 
 def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_bytes(b"name: p\ndescription: caf\xe9\n")
+    path.write_bytes(b"name: p\ndescription: \xc3\xa9t\xc3\xa9 caf\xe9\n")
     err = error_of(str(path))
-    assert (err.line, err.column) == (2, 17)
+    assert (err.line, err.column) == (2, 21)
 
 
 def test_yaml_syntax_error_has_a_position(tmp_path: Path) -> None:
@@ -563,6 +563,14 @@ def test_extends_unknown_shipped_name(tmp_path: Path) -> None:
     err = error_of(a)
     assert where(err) == (a, 1, 1, "extends")
     assert err.hint is not None and "nanoclaw-debian13" in err.hint
+
+
+def test_extends_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").mkdir()
+    a = write(tmp_path / "a.yaml", "extends: d.yaml\n")
+    err = error_of(a)
+    assert where(err) == (a, 1, 1, "extends")
+    assert "is a directory" in err.message
 
 
 def test_extends_must_be_a_string(tmp_path: Path) -> None:

@@ -189,18 +189,17 @@ class _Source:
 
     @classmethod
     def from_path(cls, path: Path, *, display: str, at: _Pos | None = None) -> _Source:
+        key = _EXTENDS_KEY if at else None
         try:
             with path.open("rb") as fh:
-                raw = fh.read(MAX_BYTES + 1)
+                raw = fh.read(MAX_BYTES + 1)  # never more: the size limit holds for pipes too
             identity = str(path.resolve())
         except FileNotFoundError:
-            raise _error_at(
-                at, f"profile file {display!r} does not exist", key=_EXTENDS_KEY if at else None
-            ) from None
+            raise _error_at(at, f"profile file {display!r} does not exist", key=key) from None
         except IsADirectoryError:
-            raise _error_at(at, f"profile {display!r} is a directory, not a YAML file") from None
+            raise _error_at(at, f"{display!r} is a directory, not a YAML file", key=key) from None
         except OSError as exc:
-            raise _error_at(at, f"cannot read profile {display!r}: {exc.strerror}") from None
+            raise _error_at(at, f"cannot read {display!r}: {exc.strerror}", key=key) from None
         return cls(
             display=display,
             identity=identity,
@@ -237,10 +236,12 @@ def _decode(raw: bytes, display: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        return_col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        line = raw[:line_start].count(b"\n") + 1
+        # in characters, as YAML positions are
+        column = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
         raise ProfileError(
-            "profile is not valid UTF-8", file=display, line=line, column=return_col
+            "profile is not valid UTF-8", file=display, line=line, column=column
         ) from None
 
 
