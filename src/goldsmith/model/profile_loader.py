@@ -24,6 +24,7 @@ adds what the schema cannot do on its own:
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.resources
 import json
@@ -33,10 +34,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 from yaml.error import Mark
 from yaml.events import AliasEvent
@@ -625,8 +626,6 @@ def _clean_loc(loc: tuple[int | str, ...], walked: tuple[int | str, ...]) -> tup
 
 def _suggest(loc: tuple[int | str, ...]) -> str:
     """' (did you mean ...?)' for an unknown key close to a known one."""
-    import difflib
-
     model: Any = Profile
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -645,10 +644,7 @@ def _suggest(loc: tuple[int | str, ...]) -> str:
 
 
 def _model_of(annotation: Any) -> Any:
-    from typing import get_args
-
-    from pydantic import BaseModel
-
+    """The pydantic model inside an annotation (``Siem | None``, ``dict[str, X]``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for arg in get_args(annotation):
