@@ -12,9 +12,9 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from goldsmith import __version__
@@ -33,7 +33,7 @@ profile_app = typer.Typer(help="Inspect and validate profiles.", no_args_is_help
 app.add_typer(profile_app, name="profile")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 _state: dict[str, bool] = {"debug": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -138,10 +138,10 @@ def build(
 ) -> None:
     """Build the gold image of a profile into OUT/<profile>-<version>/."""
     from goldsmith.model.profile_loader import load_profile
-    from goldsmith.pipeline.build import BuildOptions, build_image
-    from goldsmith.pipeline.stages import StageEvent
 
     loaded = load_profile(profile)  # a bad profile stops here, before anything is written
+    from goldsmith.pipeline.build import BuildOptions, build_image
+    from goldsmith.pipeline.stages import StageEvent
 
     def listener(stage: str, event: StageEvent, detail: str) -> None:
         if as_json:
@@ -213,9 +213,9 @@ def boottest(
     as_json: JsonOpt = False,
 ) -> None:
     """Boot a disk image under QEMU to a login prompt on the serial console, then power off."""
+    disk = _find_disk(image)
     from goldsmith.boot.qemu import boot_to_login
 
-    disk = _find_disk(image)
     result = boot_to_login(disk, timeout=timeout, accel=accel)
     if as_json:
         _print_json({"image": str(disk), "seconds": result.seconds, "accel": result.accel})
@@ -258,22 +258,23 @@ def inventory(
 
 # entry point -----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: the one place errors become exit codes."""
+    """Console-script entry point: the one place errors become exit codes.
+
+    Typer runs in standalone mode, so usage errors are printed by it and end in SystemExit(2);
+    everything goldsmith raises is caught here.
+    """
     try:
-        rc = app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="goldsmith")
+        code = EXIT_OK
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_FAIL)
     except GoldsmithError as e:
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[red]error:[/red] {e.message}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(e.message)}", highlight=False)
         if e.hint:
-            err.print(f"[yellow]hint:[/yellow] {e.hint}", highlight=False)
+            err.print(f"[yellow]hint:[/yellow] {escape(e.hint)}", highlight=False)
         code = e.exit_code
-    except click.exceptions.Abort:
-        err.print("interrupted")
-        code = 130
-    except click.ClickException as e:
-        e.show()
-        code = EXIT_USAGE
     except KeyboardInterrupt:
         err.print("interrupted")
         code = 130
@@ -284,8 +285,6 @@ def main(argv: list[str] | None = None) -> int:
             "with the traceback above"
         )
         code = EXIT_INTERNAL
-    else:
-        code = rc if isinstance(rc, int) else EXIT_OK
     if argv is None:
         sys.exit(code)
     return code
