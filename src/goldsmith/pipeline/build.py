@@ -23,6 +23,7 @@ from goldsmith.build.diskimage import DiskImages, build_disk_image, render_fstab
 from goldsmith.build.export import export_rootfs_tar
 from goldsmith.build.finalize import finalize
 from goldsmith.build.inventory import take_inventory, write_inventory
+from goldsmith.build.network import configure_network
 from goldsmith.build.packages import MinimiseResult, install_packages, minimise
 from goldsmith.errors import BuildError
 from goldsmith.model.profile_loader import LoadedProfile
@@ -93,6 +94,8 @@ def build_image(
             with clock.stage("minimise"):
                 mini = minimise(target, profile)
                 changes += mini.changes
+            with clock.stage("network"):
+                changes += configure_network(target)
             with clock.stage("fstab"):
                 fstab = render_fstab(profile)
                 before = target.read_text("/etc/fstab") if target.exists("/etc/fstab") else None
