@@ -269,7 +269,10 @@ def _join(base: str, name: str) -> str:
 
 
 def _is_dir(t: Target, path: str) -> bool:
-    st = t.stat(path)
+    try:
+        st = t.stat(path)
+    except TargetError:  # a symlink loop matches nothing below it, as in glob(3)
+        return False
     return st is not None and st.type is FileType.DIR
 
 
