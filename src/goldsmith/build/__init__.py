@@ -1,0 +1,1 @@
+"""Build steps: bootstrap and base cache, packages and minimise, finalize, inventory, export."""
