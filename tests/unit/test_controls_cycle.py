@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from controls_fixtures import make_target, tree_hash, write
 
 from goldsmith.controls import RULE_TYPES, build_rule
 from goldsmith.model.records import Status
-from controls_fixtures import make_target, tree_hash, write
 
 PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
 GROUP = "root:x:0:\ndaemon:x:1:\nadm:x:4:\n"
