@@ -82,6 +82,7 @@ _ROTATED_SUFFIXES = (".gz", ".xz", ".zst", ".bz2", ".old")
 def finalize(target: Target, *, hostname: str | None = None) -> list[Change]:
     """Strip build leftovers and per-machine identity; set the hostname; return every change."""
     changes: list[Change] = []
+    _apt_clean(target, changes)
     for directory, keep in _CLEAR_DIRS:
         st = target.lstat(directory)
         if st is None or st.type is not FileType.DIR:
@@ -92,12 +93,6 @@ def finalize(target: Target, *, hostname: str | None = None) -> list[Change]:
     for pattern in _REMOVE_GLOBS:
         for path in target.glob(pattern):
             _remove(target, path, changes)
-    if target.exists("/usr/bin/apt-get"):
-        # after the removals above (which are recorded), so this only catches what apt itself
-        # knows to be cache and we missed
-        res = target.run(["apt-get", "clean"], env={"LC_ALL": "C"}, check=False)
-        if not res.ok:
-            raise BuildError("apt-get clean failed", argv=res.argv, stderr=res.stderr)
     _empty_logs(target, "/var/log", changes)
     _machine_id(target, changes)
     _hostkey_unit(target, changes)
@@ -106,6 +101,31 @@ def finalize(target: Target, *, hostname: str | None = None) -> list[Change]:
         _hosts_entry(target, hostname, changes)
     logger.info("finalize: %d changes", len(changes))
     return changes
+
+
+_APT_CACHE_GLOBS = ("/var/cache/apt/archives/*.deb", "/var/cache/apt/*.bin")
+
+
+def _apt_clean(target: Target, changes: list[Change]) -> None:
+    """apt-get clean, recorded as one change: the downloaded packages are build-time files
+    that no inventory holds, so one line per .deb would only be noise."""
+    if not target.exists("/usr/bin/apt-get"):
+        return
+    before = [p for g in _APT_CACHE_GLOBS for p in target.glob(g)]
+    res = target.run(["apt-get", "clean"], env={"LC_ALL": "C"}, check=False)
+    if not res.ok:
+        raise BuildError("apt-get clean failed", argv=res.argv, stderr=res.stderr)
+    after = [p for g in _APT_CACHE_GLOBS for p in target.glob(g)]
+    if before != after:
+        changes.append(
+            Change(
+                CONTROL,
+                "/var/cache/apt",
+                "apt-get clean",
+                f"{len(before)} files",
+                f"{len(after)} files",
+            )
+        )
 
 
 def _remove(target: Target, path: str, changes: list[Change]) -> None:

@@ -6,15 +6,16 @@ reading apt's output: a package counts as added, changed or removed because dpkg
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from goldsmith.errors import BuildError
 from goldsmith.model.profile import AllowListMode, Profile
-from goldsmith.model.records import Change, PackageEntry, PackageRemoval
+from goldsmith.model.records import Change, FileType, PackageEntry, PackageRemoval
 from goldsmith.targets.base import Target
 
 logger = logging.getLogger(__name__)
@@ -132,15 +133,17 @@ def install_packages(target: Target, names: Sequence[str]) -> list[Change]:
     if not names:
         return []
     before = installed_from_status(_target_status(target))
-    if not target.glob("/var/lib/apt/lists/*_Packages*"):
-        logger.info("no apt lists in the target; running apt-get update")
-        _apt(target, ["apt-get", *_APT_OPTS, "update"], "apt-get update failed")
-    _apt(
-        target,
-        ["apt-get", *_APT_OPTS, "install", "-y", "--no-install-recommends", *names],
-        "installing packages failed",
-        hint="check the names in packages.include exist in the profile's suite and components",
-    )
+    with target.session(), host_resolver(target):
+        if not target.glob("/var/lib/apt/lists/*_Packages*"):
+            logger.info("no apt lists in the target; running apt-get update")
+            _apt(target, ["apt-get", *_APT_OPTS, "update"], "apt-get update failed")
+        _apt(
+            target,
+            ["apt-get", *_APT_OPTS, "install", "-y", "--no-install-recommends", *names],
+            "installing packages failed",
+            hint="check the names in packages.include exist in the profile's suite and "
+            "components, and that the mirror is reachable",
+        )
     after = installed_from_status(_target_status(target))
     changes = _install_changes(before, after)
     missing = sorted(set(names) - {e.name for e in after})
@@ -148,6 +151,48 @@ def install_packages(target: Target, names: Sequence[str]) -> list[Change]:
         raise BuildError(f"apt-get reported success but these are not installed: {missing}")
     logger.info("installed %d packages (%d requested)", len(changes), len(names))
     return changes
+
+
+@contextlib.contextmanager
+def host_resolver(target: Target, host_conf: Path = Path("/etc/resolv.conf")) -> Iterator[None]:
+    """Let commands in an offline image resolve names with the build host's resolver.
+
+    ``/etc/resolv.conf`` in the image (with systemd-resolved, a symlink into /run, which is
+    empty while commands run) is swapped for a copy of the host's and put back exactly as it
+    was afterwards, also on errors and interrupts. A live target already resolves names.
+    """
+    if target.live:
+        yield
+        return
+    try:
+        conf = host_conf.read_bytes()
+    except OSError:
+        logger.warning("cannot read %s; commands in the image may not resolve names", host_conf)
+        yield
+        return
+    path = "/etc/resolv.conf"
+    with target.session():
+        st = target.lstat(path)
+        saved_link = target.readlink(path) if st and st.type is FileType.SYMLINK else None
+        saved_data = target.read_bytes(path) if st and st.type is FileType.FILE else None
+        if st is not None and st.type not in (FileType.FILE, FileType.SYMLINK):
+            raise BuildError(f"{path} in the image is a {st.type}, not a file or symlink")
+        if st is not None:
+            target.unlink(path)
+        target.write_bytes(path, conf, mode=0o644)
+        try:
+            yield
+        finally:
+            now = target.lstat(path)
+            if now is None or now.type is not FileType.FILE or target.read_bytes(path) != conf:
+                # a package (resolvconf, systemd-resolved) took it over: its version stays
+                logger.info("%s was replaced by a package; keeping that version", path)
+            else:
+                target.unlink(path)
+                if saved_link is not None:
+                    target.symlink(saved_link, path)
+                elif saved_data is not None and st is not None:
+                    target.write_bytes(path, saved_data, mode=st.mode, uid=st.uid, gid=st.gid)
 
 
 def _install_changes(before: list[PackageEntry], after: list[PackageEntry]) -> list[Change]:
