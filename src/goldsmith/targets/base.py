@@ -100,6 +100,8 @@ class Target(ABC):
         ``validate`` is an argv run inside the target with ``%s`` replaced by the in-target
         path of the temp file; if it exits non-zero, nothing is written and
         ValidationFailedError is raised.
+
+        A symlink at ``path`` is replaced by the new file, never written through.
         """
 
     def write_text(
@@ -122,13 +124,16 @@ class Target(ABC):
         )
 
     @abstractmethod
-    def chmod(self, path: str, mode: int) -> None: ...
+    def chmod(self, path: str, mode: int) -> None:
+        """Set permission bits, following a symlink (inside the target)."""
 
     @abstractmethod
-    def chown(self, path: str, uid: int, gid: int) -> None: ...
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        """Set the owner of the entry itself: a symlink is not followed (``chown -h``)."""
 
     @abstractmethod
-    def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False) -> None: ...
+    def mkdir(self, path: str, mode: int = 0o755, *, parents: bool = False) -> None:
+        """Create a directory with exactly ``mode``; an existing directory is left as is."""
 
     @abstractmethod
     def unlink(self, path: str) -> None:
@@ -136,7 +141,8 @@ class Target(ABC):
 
     @abstractmethod
     def rmtree(self, path: str) -> None:
-        """Remove a directory tree without following any symlink in it."""
+        """Remove a directory tree without following any symlink in it (a file or symlink
+        at ``path`` is simply removed)."""
 
     @abstractmethod
     def symlink(self, target: str, path: str) -> None:

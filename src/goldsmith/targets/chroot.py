@@ -241,14 +241,23 @@ class ChrootSession:
     # setup / teardown ----------------------------------------------------------------------
     def _setup(self) -> None:
         # Check every mount point before mounting anything: a refusal leaves no trace.
-        for path in IMAGE_MOUNT_POINTS:
-            with contextlib.closing(_FD(open_mount_point(self._confined, path, create=True))):
-                pass
+        try:
+            for path in IMAGE_MOUNT_POINTS:
+                os.close(open_mount_point(self._confined, path, create=True))
+        except OSError as exc:
+            raise TargetError(
+                f"cannot prepare mount point {exc.filename or ''}: {exc.strerror}"
+            ) from exc
         try:
             self._mount_all()
             self._install_policy()
-        except BaseException:
-            self._teardown()
+        except BaseException as exc:
+            try:
+                self._teardown()
+            except GoldsmithError as cleanup:  # keep the first error; report this one
+                log.error("%s", cleanup.diagnostics())
+            if isinstance(exc, OSError):
+                raise TargetError(f"setting up the chroot failed: {exc}") from exc
             raise
 
     def _teardown(self) -> None:
@@ -433,11 +442,3 @@ class _SavedFile:
             t.chown(path, self.uid, self.gid)
         else:
             t.write_bytes(path, self.data, mode=self.mode, uid=self.uid, gid=self.gid)
-
-
-class _FD:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def close(self) -> None:
-        os.close(self.fd)
