@@ -12,25 +12,27 @@ from pathlib import Path
 import pytest
 
 from goldsmith.controls import build_rule
+from goldsmith.controls.rules import config_option as rules_config_option
+from goldsmith.errors import ValidationFailedError
 from goldsmith.model.records import Status
 from goldsmith.targets.rootfs import RootfsTarget
 
 pytestmark = pytest.mark.integration
 
 CACHE = Path(os.environ.get("GOLDSMITH_TEST_CACHE", "/var/cache/goldsmith-test"))
-TARBALL = CACHE / "controls-trixie-minbase.tar"
+TARBALL = CACHE / "controls-trixie-minbase-ssh.tar"
 
 
 @pytest.fixture(scope="session")
 def minbase_tar() -> Path:
     if not TARBALL.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = TARBALL.with_suffix(".part")
+        tmp = CACHE / "controls-trixie-minbase-ssh.tmp.tar"
         subprocess.run(
             [
                 "mmdebstrap",
                 "--variant=minbase",
-                "--include=less",
+                "--include=less,openssh-server",
                 "--skip=cleanup/apt/lists",
                 "trixie",
                 str(tmp),
@@ -113,3 +115,24 @@ def test_pam_faillock_profile(rootfs: RootfsTarget) -> None:
     )
     text = (rootfs.root / "etc/pam.d/common-auth").read_text()
     assert "pam_faillock.so authfail deny=5 unlock_time=900" in text
+
+
+SSHD_VALIDATE = list(rules_config_option.SSHD_VALIDATE)
+
+
+def test_sshd_option_validated_in_the_image(rootfs: RootfsTarget) -> None:
+    spec = {
+        "type": "config-option",
+        "path": "/etc/ssh/sshd_config",
+        "style": "sshd",
+        "key": "PermitRootLogin",
+        "value": "no",
+        "dropin": "/etc/ssh/sshd_config.d/00-goldsmith.conf",
+        "validate": SSHD_VALIDATE,
+    }
+    cycle(rootfs, spec)
+    bad = build_rule({**spec, "key": "MaxAuthTries", "value": "many"}, control="it")
+    before = (rootfs.root / "etc/ssh/sshd_config").read_text()
+    with pytest.raises(ValidationFailedError):
+        bad.apply(rootfs)
+    assert (rootfs.root / "etc/ssh/sshd_config").read_text() == before

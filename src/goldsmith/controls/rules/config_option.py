@@ -24,6 +24,15 @@ from goldsmith.model.records import Change, Finding, Status
 from goldsmith.targets.base import Target
 
 SSHD_INCLUDE_DEPTH = 16
+#: the validator for sshd files inside a rootfs: sshd -t refuses to run without its privilege
+#: separation directory, which lives on /run (a fresh tmpfs in the chroot session)
+SSHD_VALIDATE = (
+    "/bin/sh",
+    "-c",
+    'mkdir -p -m 0755 /run/sshd && exec /usr/sbin/sshd -t -f "$1"',
+    "sshd-t",
+    "%s",
+)
 
 
 @dataclass(frozen=True)
