@@ -171,6 +171,10 @@ def host_resolver(target: Target, host_conf: Path = Path("/etc/resolv.conf")) ->
         yield
         return
     path = "/etc/resolv.conf"
+    etc = target.lstat("/etc")
+    if etc is None or etc.type is not FileType.DIR:
+        yield  # not a usable system yet; nothing there to resolve names with
+        return
     with target.session():
         st = target.lstat(path)
         saved_link = target.readlink(path) if st and st.type is FileType.SYMLINK else None
