@@ -205,6 +205,12 @@ def test_file_operations_do_not_reach_through_the_mounts(rootfs: Path) -> None:
         with pytest.raises(TargetEscapeError):
             t.listdir("/sys")
         assert t.read_text("/etc/debian_version")  # the image itself stays usable
+        top = t.glob("/*")  # mount points match nothing while mounted
+        assert "/etc" in top and "/proc" not in top and "/run" not in top
+        assert t.lstat("/var/run") is not None  # the /var/run -> /run link itself
+        assert t.glob("/var/*/dpkg") == ["/var/lib/dpkg"]
+        below = t.glob("/var/**/*")  # the link matches; nothing below it (it leads to /run)
+        assert "/var/run" in below and not [p for p in below if p.startswith("/var/run/")]
     assert_clean(rootfs)
 
 

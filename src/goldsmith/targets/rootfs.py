@@ -25,7 +25,7 @@ import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from goldsmith.errors import GoldsmithError, TargetError, ToolMissingError
+from goldsmith.errors import GoldsmithError, TargetError, TargetEscapeError, ToolMissingError
 from goldsmith.model.records import FileType
 from goldsmith.targets.base import RunResult, StatResult, Target
 from goldsmith.targets.chroot import ChrootSession
@@ -257,7 +257,8 @@ class RootfsTarget(Target):
 def glob_target(t: Target, pattern: str) -> list[str]:
     """Sorted in-target paths matching ``pattern``: fnmatch per component, ``**`` for any
     number of directories (symlinked directories are not descended by ``**``), names
-    starting with "." only matched by a pattern component starting with "."."""
+    starting with "." only matched by a pattern component starting with ".". Mount points
+    (/proc, /sys, /dev, /run while a chroot session runs) match nothing."""
     parts = in_image_components(pattern)
     found: set[str] = set()
     _glob(t, "/", parts, found)
@@ -271,14 +272,23 @@ def _join(base: str, name: str) -> str:
 def _is_dir(t: Target, path: str) -> bool:
     try:
         st = t.stat(path)
-    except TargetError:  # a symlink loop matches nothing below it, as in glob(3)
+    except (TargetError, TargetEscapeError):
+        # a symlink loop matches nothing below it, as in glob(3); a mount point (only while
+        # a chroot session runs) is not part of the image
         return False
     return st is not None and st.type is FileType.DIR
 
 
+def _lexists(t: Target, path: str) -> bool:
+    try:
+        return t.lstat(path) is not None
+    except TargetEscapeError:
+        return False
+
+
 def _glob(t: Target, base: str, parts: list[str], found: set[str]) -> None:
     if not parts:
-        if t.lstat(base) is not None:
+        if _lexists(t, base):
             found.add(base)
         return
     head, rest = parts[0], parts[1:]
@@ -286,8 +296,7 @@ def _glob(t: Target, base: str, parts: list[str], found: set[str]) -> None:
         _glob(t, base, rest, found)  # zero directories
         for name in _names(t, base, "*"):
             child = _join(base, name)
-            st = t.lstat(child)
-            if st is not None and st.type is FileType.DIR:
+            if _lexists(t, child) and _is_real_dir(t, child):
                 _glob(t, child, parts, found)
         return
     if not _has_magic(head):
@@ -295,7 +304,7 @@ def _glob(t: Target, base: str, parts: list[str], found: set[str]) -> None:
         if rest:
             if _is_dir(t, child):
                 _glob(t, child, rest, found)
-        elif t.lstat(child) is not None:
+        elif _lexists(t, child):
             found.add(child)
         return
     for name in _names(t, base, head):
@@ -303,8 +312,13 @@ def _glob(t: Target, base: str, parts: list[str], found: set[str]) -> None:
         if rest:
             if _is_dir(t, child):
                 _glob(t, child, rest, found)
-        else:
+        elif _lexists(t, child):
             found.add(child)
+
+
+def _is_real_dir(t: Target, path: str) -> bool:
+    st = t.lstat(path)
+    return st is not None and st.type is FileType.DIR
 
 
 def _names(t: Target, base: str, pattern: str) -> list[str]:
