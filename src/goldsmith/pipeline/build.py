@@ -86,7 +86,9 @@ def build_image(
             base_inv = take_inventory(rootfs)
             write_inventory(base_inv, staging / "base-inventory.json")
 
-        target = RootfsTarget(rootfs)
+        target = RootfsTarget(
+            rootfs, env={"SOURCE_DATE_EPOCH": str(profile.base.source_date_epoch)}
+        )
         with target.session():
             with clock.stage("packages", f"{len(profile.packages.include)} requested"):
                 if profile.packages.include:

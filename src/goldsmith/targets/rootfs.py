@@ -50,8 +50,11 @@ class RootfsTarget(Target):
 
     live = False
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, env: Mapping[str, str] | None = None) -> None:
+        """``env``: variables every command in the image gets (e.g. SOURCE_DATE_EPOCH, so
+        initramfs, shadow and dpkg-written files are reproducible); ``run(env=)`` adds to it."""
         self._confined = ConfinedRoot(Path(root))
+        self._env: dict[str, str] = dict(env or {})
         self._session = ChrootSession(self._confined, self)
 
     @property
@@ -247,7 +250,7 @@ class RootfsTarget(Target):
                 [chroot, str(self.root), *argv],
                 shown=argv,
                 input=input,
-                env=command_env(env),
+                env=command_env({**self._env, **(env or {})}),
                 timeout=timeout,
                 check=check,
             )
