@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from goldsmith.errors import BuildError, ToolMissingError
 from goldsmith.model.records import FileType
@@ -120,8 +121,8 @@ def export_rootfs_tar(rootfs: Path, dest: Path, *, source_date_epoch: int) -> st
             if warnings:
                 log.warning("tar: %s", warnings)
         digest = sha256_file(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+        tmp.chmod(0o644)
+        tmp.replace(dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -130,11 +131,9 @@ def export_rootfs_tar(rootfs: Path, dest: Path, *, source_date_epoch: int) -> st
     return digest
 
 
-def _read(f: object) -> str:
-    fh = f  # a TemporaryFile opened in binary mode
-    fh.seek(0)  # type: ignore[attr-defined]
-    data: bytes = fh.read()  # type: ignore[attr-defined]
-    return data.decode("utf-8", errors="replace")
+def _read(f: IO[bytes]) -> str:
+    f.seek(0)
+    return f.read().decode("utf-8", errors="replace")
 
 
 def sha256_file(path: Path) -> str:
@@ -164,6 +163,10 @@ class TreeEntry:
     link: str | None = None  # hard link: the first path (in walk order) of the same inode
 
     def line(self) -> str:
+        if self.link is not None:
+            # the inode's metadata and content are on the first path's line; GNU tar does
+            # not repeat them reliably on a hard link member either
+            return json.dumps([self.path, "hardlink", self.link], ensure_ascii=True)
         return json.dumps(
             [
                 self.path,
@@ -250,7 +253,9 @@ def tree_entries(root: Path, *, skip: Callable[[str], bool] | None = None) -> It
             uid=st.st_uid,
             gid=st.st_gid,
             sha256=_sha256_fd(host) if ftype is FileType.FILE else None,
-            target=os.fsdecode(os.readlink(host)) if ftype is FileType.SYMLINK else None,
+            target=os.fsdecode(os.readlink(host))  # noqa: PTH115 (bytes paths)
+            if ftype is FileType.SYMLINK
+            else None,
             device=(
                 f"{os.major(st.st_rdev)},{os.minor(st.st_rdev)}"
                 if ftype in (FileType.CHARDEV, FileType.BLOCKDEV)
@@ -261,7 +266,7 @@ def tree_entries(root: Path, *, skip: Callable[[str], bool] | None = None) -> It
         )
         if ftype is FileType.DIR:
             prefix = rel if rel != b"/" else b""
-            for name in sorted(os.listdir(host)):
+            for name in sorted(os.listdir(host)):  # noqa: PTH208 (bytes paths)
                 child = prefix + b"/" + name
                 if skip is not None and skip(os.fsdecode(child)):
                     continue
@@ -308,7 +313,6 @@ def tar_entries(tar_zst: Path) -> Iterator[TreeEntry]:
     argv = ["zstd", "-dc", f"--long={ZSTD_LONG}", "--no-progress", str(tar_zst)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
-    content: dict[str, str | None] = {}
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
             for m in tf:
@@ -320,18 +324,10 @@ def tar_entries(tar_zst: Path) -> Iterator[TreeEntry]:
                         if k.startswith(_XATTR_PREFIX)
                     )
                 )
-                common = {
-                    "path": path,
-                    "mode": m.mode & 0o7777,
-                    "uid": m.uid,
-                    "gid": m.gid,
-                    "xattrs": xattrs,
-                }
+                mode, uid, gid = m.mode & 0o7777, m.uid, m.gid
                 if m.type == tarfile.LNKTYPE:
                     first = _tar_path(m.linkname)
-                    yield TreeEntry(
-                        type=FileType.FILE, sha256=content.get(first), link=first, **common
-                    )
+                    yield TreeEntry(path, FileType.FILE, mode, uid, gid, link=first)
                     continue
                 ftype = _TAR_TYPES.get(m.type)
                 if ftype is None:
@@ -344,9 +340,12 @@ def tar_entries(tar_zst: Path) -> Iterator[TreeEntry]:
                     while chunk := f.read(_CHUNK):
                         h.update(chunk)
                     sha = h.hexdigest()
-                    content[path] = sha
                 yield TreeEntry(
-                    type=ftype,
+                    path,
+                    ftype,
+                    mode,
+                    uid,
+                    gid,
                     sha256=sha,
                     target=m.linkname if ftype is FileType.SYMLINK else None,
                     device=(
@@ -354,7 +353,7 @@ def tar_entries(tar_zst: Path) -> Iterator[TreeEntry]:
                         if ftype in (FileType.CHARDEV, FileType.BLOCKDEV)
                         else None
                     ),
-                    **common,  # type: ignore[arg-type]
+                    xattrs=xattrs,
                 )
     finally:
         proc.stdout.close()
@@ -373,10 +372,4 @@ def _pax_bytes(value: str) -> bytes:
 
 def tar_digest(tar_zst: Path) -> str:
     """``rootfs_digest`` of the tree an archive holds, computed from the archive alone."""
-    return digest_entries(_with_links(tar_entries(tar_zst)))
-
-
-def _with_links(entries: Iterable[TreeEntry]) -> Iterator[TreeEntry]:
-    """A tree walk marks the *first* path of a hard-linked inode too (link=None, nlink>1 is
-    invisible in a tar), so both sides agree once the first member is left unmarked."""
-    yield from entries
+    return digest_entries(tar_entries(tar_zst))
