@@ -101,7 +101,7 @@ def test_finalize_strips_caches_identity_and_logs(tmp_path: Path) -> None:
     changes = finalize(t, hostname="nanoclaw")
     assert ("apt-get", "clean") in t.commands
 
-    assert _names(root / "var/lib/apt/lists") == {"lock", "partial"}
+    assert _names(root / "var/lib/apt/lists") == {"partial"}
     assert _names(root / "var/lib/apt/lists/partial") == set()
     assert _names(root / "var/cache/apt/archives") == {"lock", "partial"}
     assert not (root / "var/cache/apt/pkgcache.bin").exists()

@@ -3,8 +3,10 @@
 What goes, and why:
 
 - apt's downloaded packages, lists and binary caches: the image installs nothing by itself, and
-  stale lists would only mislead; ``apt-get update`` on a host fetches fresh ones. The ``lock``
-  file and the ``partial`` directories stay, as apt expects them.
+  stale lists would only mislead; ``apt-get update`` on a host fetches fresh ones. The
+  ``partial`` directories and the archives' ``lock`` stay as apt leaves them after ``clean``;
+  the lists' ``lock`` goes, so no file at all is left under /var/lib/apt/lists (apt recreates
+  it when it next takes the lock).
 - ``*-old`` backups of the dpkg and debconf databases: the previous state of a build step.
 - Log files written during the build (dpkg.log, apt's history and term logs, alternatives.log)
   are emptied, not deleted, so their owner and mode (``btmp`` is 0660 root:utmp) stay as the
@@ -60,7 +62,8 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 #: (directory, names kept) whose other entries are removed
 _CLEAR_DIRS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("/var/lib/apt/lists", frozenset({"lock", "partial"})),
+    # the lists' lock file goes too: apt creates it (O_CREAT) whenever it takes the lock
+    ("/var/lib/apt/lists", frozenset({"partial"})),
     ("/var/lib/apt/lists/partial", frozenset()),
     ("/var/cache/apt/archives", frozenset({"lock", "partial"})),
     ("/var/cache/apt/archives/partial", frozenset()),

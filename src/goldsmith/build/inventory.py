@@ -42,7 +42,8 @@ _TYPES: tuple[tuple[int, FileType], ...] = (
 
 
 def take_inventory(root: Path, *, workers: int | None = None) -> Inventory:
-    """Every entry under ``root`` (the root itself is "/") and every installed package.
+    """Every entry under ``root`` (as in-image paths "/etc", ...; the root directory itself
+    is not an entry, as in the exported tar) and every installed package.
 
     ``workers``: hashing threads; None picks one per CPU (at least 2), 1 hashes serially.
     Packages come from the dpkg status file; a tree without one has an empty package list.
@@ -54,7 +55,6 @@ def take_inventory(root: Path, *, workers: int | None = None) -> Inventory:
     entries: list[tuple[bytes, FileEntry]] = []
     to_hash: list[tuple[int, bytes]] = []
     root_b = os.fsencode(root)
-    entries.append((b"/", _entry(b"/", root_b, st)))
     _walk(root_b, b"", entries, to_hash)
     if to_hash:
         n = workers if workers is not None else max(2, os.cpu_count() or 1)
