@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -31,10 +30,12 @@ logger = logging.getLogger(__name__)
 
 #: Bump whenever the mmdebstrap invocation or anything else below changes what a base holds;
 #: it is part of the digest, so old cache entries stop matching.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
-#: Where the documentation filter lives in the image.
-NODOC_PATH = "/etc/dpkg/dpkg.cfg.d/90goldsmith-nodoc"
+#: Where the documentation filter lives in the image: mmdebstrap writes its --dpkgopt options
+#: there, and only from that file does it also filter the Essential packages, which it
+#: extracts with dpkg-deb | mmtarfilter before dpkg itself runs.
+NODOC_PATH = "/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
 #: dpkg filter: no docs, man/info pages, translations or lintian overrides. The last matching
 #: rule wins, so the includes after the excludes keep copyright files and the locale aliases.
 NODOC_RULES = (
@@ -69,9 +70,8 @@ class BaseArtifact:
 
 
 def nodoc_config() -> str:
-    """Content of the dpkg.cfg.d filter file written into the image."""
-    head = "# goldsmith: no documentation, man pages or translations (copyright files stay)\n"
-    return head + "\n".join(NODOC_RULES) + "\n"
+    """Content of the dpkg.cfg.d filter file mmdebstrap writes into the image."""
+    return "\n".join(NODOC_RULES) + "\n"
 
 
 def digest_inputs(profile: Profile) -> dict[str, Any]:
@@ -119,14 +119,9 @@ def mmdebstrap_argv(profile: Profile, output: Path, *, keyring: str) -> list[str
     if include:
         argv.append(f"--include={','.join(include)}")
     if profile.packages.exclude_docs:
-        # Written before any package is unpacked so nothing from the filter ever lands, and
+        # Written before any package is unpacked, applied to the Essential set as well, and
         # kept in the image so later installs keep excluding the same paths.
-        script = (
-            'mkdir -p "$1/etc/dpkg/dpkg.cfg.d" && printf %s '
-            + shlex.quote(nodoc_config())
-            + f' > "$1{NODOC_PATH}" && chmod 0644 "$1{NODOC_PATH}"'
-        )
-        argv.append(f"--setup-hook={script}")
+        argv += [f"--dpkgopt={rule}" for rule in NODOC_RULES]
         # no translated package descriptions in the apt lists either
         argv.append('--aptopt=Acquire::Languages "none"')
     argv += [base.suite, str(output), *source_lines(profile)]
