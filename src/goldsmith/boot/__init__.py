@@ -1,0 +1,1 @@
+"""Boot tests: the built disk image under QEMU (KVM when it works, TCG otherwise)."""
