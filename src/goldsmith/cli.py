@@ -227,12 +227,14 @@ def boottest(
 
 
 def _find_disk(path: Path) -> Path:
+    """A disk image, or the one in a build output directory (qcow2 preferred)."""
     if path.is_dir():
-        for name in ("disk.qcow2", "disk.raw"):
-            if (path / name).is_file():
-                return path / name
+        for pattern in ("*.qcow2", "*.raw"):
+            found = sorted(p for p in path.glob(pattern) if not p.name.startswith("."))
+            if found:
+                return found[0]
         raise GoldsmithError(
-            f"{path}: no disk.qcow2 or disk.raw in this directory",
+            f"{path}: no disk image (*.qcow2 or *.raw) in this directory",
             hint="build one with: goldsmith build --disk",
         )
     if not path.is_file():

@@ -49,7 +49,7 @@ def test_missing_disk_image_is_a_clear_error(
 ) -> None:
     rc = main(["boottest", str(tmp_path)])
     assert rc == EXIT_USAGE
-    assert "no disk.qcow2 or disk.raw" in capsys.readouterr().err
+    assert "no disk image (*.qcow2 or *.raw)" in capsys.readouterr().err
 
 
 def test_profile_schema_is_json(capsys: pytest.CaptureFixture[str]) -> None:

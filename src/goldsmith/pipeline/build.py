@@ -196,6 +196,7 @@ def _publish(staging: Path, final_dir: Path) -> None:
         if old.exists():
             shutil.rmtree(old)
         final_dir.rename(old)
+    staging.chmod(0o755)  # mkdtemp made it 0700
     staging.rename(final_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
