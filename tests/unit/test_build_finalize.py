@@ -85,6 +85,7 @@ def _image(root: Path) -> Path:
     _w(root, "/etc/machine-id", "0123456789abcdef0123456789abcdef\n")
     _w(root, "/var/lib/dbus/machine-id", "0123456789abcdef0123456789abcdef\n")
     _w(root, "/var/lib/systemd/random-seed", "seed", 0o600)
+    _w(root, "/var/cache/ldconfig/aux-cache", "inode-dependent", 0o600)
     _w(root, "/var/lib/systemd/credential.secret", "secret", 0o400)
     _w(root, "/etc/hostname", "buildhost\n", 0o755)
     _w(root, "/etc/hosts", "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n")
@@ -124,6 +125,7 @@ def test_finalize_strips_caches_identity_and_logs(tmp_path: Path) -> None:
     dbus = root / "var/lib/dbus/machine-id"
     assert dbus.is_symlink() and os.readlink(dbus) == "/etc/machine-id"
     assert not (root / "var/lib/systemd/random-seed").exists()
+    assert not (root / "var/cache/ldconfig/aux-cache").exists()
     assert not (root / "var/lib/systemd/credential.secret").exists()
 
     unit = root / HOSTKEY_UNIT_PATH.lstrip("/")

@@ -77,6 +77,9 @@ _REMOVE_GLOBS = (
     "/etc/ssh/ssh_host_*",
     "/var/lib/systemd/random-seed",
     "/var/lib/systemd/credential.secret",
+    # ldconfig's aux-cache records inode numbers and mtimes of the build tree, so it differs
+    # on every build; ldconfig recreates it on the host when it next runs.
+    "/var/cache/ldconfig/aux-cache",
 )
 #: rotated or compressed logs: removed rather than emptied
 _ROTATED_SUFFIXES = (".gz", ".xz", ".zst", ".bz2", ".old")
