@@ -8,7 +8,7 @@ OUT ?= out
 # Debian packages goldsmith needs on the build host.
 HOST_PACKAGES := python3 python3-venv mmdebstrap debian-archive-keyring arch-test \
 	qemu-system-x86 qemu-utils zstd e2fsprogs dosfstools fdisk util-linux \
-	openssh-client libcap2-bin ca-certificates
+	openssh-client libcap2-bin ca-certificates openscap-scanner apt dpkg coreutils
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
