@@ -411,7 +411,8 @@ def relativize_absolute_symlinks(root: Path) -> int:
 
     Only for scan copies: it changes the tree. ``..`` in the new link is resolved by the
     kernel from the link's real directory (the walk never enters a symlinked directory), so
-    the lexical relative path is the right one.
+    the lexical relative path is the right one -- as long as the old target has no ``..`` of
+    its own: such links (none in a stock Debian tree) are left absolute.
     """
     count = 0
     for directory, links in _walk(root):
@@ -421,6 +422,11 @@ def relativize_absolute_symlinks(root: Path) -> int:
             if not target.startswith("/") or target.startswith(_PSEUDO_FS):
                 continue
             if target in ("/dev", "/proc", "/sys", "/run"):
+                continue
+            if ".." in target.split("/"):
+                # "/lib/../x" depends on what /lib links to; a lexical rewrite could point
+                # elsewhere (or above the root), so such a link is left as it is.
+                log.debug("not rewriting %s -> %s (contains '..')", link, target)
                 continue
             rel = os.path.relpath(os.path.normpath(target), in_dir)
             link.unlink()
