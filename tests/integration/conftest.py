@@ -36,6 +36,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def test_cache() -> Path:
+    """The base-rootfs cache shared by every integration test of this run (and later runs)."""
+    TEST_CACHE.mkdir(parents=True, exist_ok=True)
+    return TEST_CACHE
+
+
+@pytest.fixture(scope="session")
 def default_profile() -> LoadedProfile:
     return load_profile("nanoclaw-debian13")
 

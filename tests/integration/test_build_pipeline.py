@@ -13,8 +13,6 @@ from goldsmith.build.inventory import read_inventory
 from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.pipeline.build import BuildOptions, BuildResult, build_image
 
-from .conftest import TEST_CACHE
-
 pytestmark = pytest.mark.integration
 
 
@@ -24,8 +22,12 @@ def test_outputs_exist(built: BuildResult) -> None:
     assert built.disk is not None
     assert built.disk.raw is not None and built.disk.raw.is_file()
     assert built.disk.qcow2 is not None and built.disk.qcow2.is_file()
-    info = subprocess.run(["qemu-img", "info", "--output=json", str(built.disk.qcow2)],
-                          check=True, capture_output=True, text=True).stdout
+    info = subprocess.run(
+        ["qemu-img", "info", "--output=json", str(built.disk.qcow2)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert json.loads(info)["format"] == "qcow2"
 
 
@@ -78,11 +80,11 @@ def test_purge_list_honoured(built: BuildResult, default_profile: LoadedProfile)
 
 
 def test_rebuild_is_bit_identical_and_reuses_base(
-    built: BuildResult, default_profile: LoadedProfile, out_root: Path
+    built: BuildResult, default_profile: LoadedProfile, out_root: Path, test_cache: Path
 ) -> None:
     again = build_image(
         default_profile,
-        BuildOptions(out_root=out_root / "second", cache_dir=TEST_CACHE, disk_image=False),
+        BuildOptions(out_root=out_root / "second", cache_dir=test_cache, disk_image=False),
     )
     assert again.base_cached
     assert again.base_digest == built.base_digest
