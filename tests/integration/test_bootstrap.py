@@ -1,6 +1,6 @@
 """The real bootstrap of the default profile: contents, cache hit, reproducibility.
 
-One bootstrap into a persistent cache (a second test run reuses it) and one fresh bootstrap
+The base comes from the run-wide cache the session build uses too; one fresh bootstrap
 into a scratch cache for the reproducibility check: two mmdebstrap runs per test session at
 most (about 50 s each for the default trixie base with its kernel on this machine).
 """
@@ -26,7 +26,8 @@ from goldsmith.targets.rootfs import RootfsTarget
 
 pytestmark = pytest.mark.integration
 
-CACHE = Path(os.environ.get("GOLDSMITH_BOOTSTRAP_TEST_CACHE", "/var/tmp/goldsmith-test-cache"))
+# the same cache as the session build in conftest.py: one bootstrap of the default base per run
+CACHE = Path(os.environ.get("GOLDSMITH_TEST_CACHE", "/var/cache/goldsmith-test"))
 HOSTKEYS = "./etc/ssh/ssh_host_"
 
 
