@@ -15,12 +15,14 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from goldsmith.controls.base import Rule
+from goldsmith.controls.rules.account_db import AccountDbRule
 from goldsmith.controls.rules.accounts import GroupRule, UserRule
 from goldsmith.controls.rules.audit_rules import AuditRulesRule
 from goldsmith.controls.rules.banner import BannerRule
 from goldsmith.controls.rules.config_option import ConfigOptionRule
 from goldsmith.controls.rules.cron_at import CronAtPermissionsRule
 from goldsmith.controls.rules.directory import DirectoryRule
+from goldsmith.controls.rules.file_content import FileContentRule
 from goldsmith.controls.rules.file_mode import FileModeRule
 from goldsmith.controls.rules.kernel_module import KernelModuleRule
 from goldsmith.controls.rules.managed_file import ManagedFileRule
@@ -30,6 +32,7 @@ from goldsmith.controls.rules.pam import PamRule
 from goldsmith.controls.rules.service import ServiceRule
 from goldsmith.controls.rules.sysctl import SysctlRule
 from goldsmith.controls.rules.systemd_dropin import SystemdDropinRule
+from goldsmith.controls.rules.tree_scan import TreeScanRule
 from goldsmith.errors import ProfileError
 
 _CLASSES: tuple[type[Rule], ...] = (
@@ -49,6 +52,9 @@ _CLASSES: tuple[type[Rule], ...] = (
     PamRule,
     CronAtPermissionsRule,
     BannerRule,
+    AccountDbRule,
+    FileContentRule,
+    TreeScanRule,
 )
 
 RULE_TYPES: Mapping[str, type[Rule]] = {c.type_name: c for c in _CLASSES}
