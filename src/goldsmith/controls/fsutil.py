@@ -57,14 +57,36 @@ def is_masked(t: Target, path: str) -> bool:
     return st is not None and st.type is FileType.SYMLINK and t.readlink(path) == "/dev/null"
 
 
+#: runtime state: a tmpfs on a running system, empty in an image
+RUNTIME_DIR = "/run"
+
+
+def is_runtime_path(path: str) -> bool:
+    return path == RUNTIME_DIR or path.startswith(RUNTIME_DIR + "/")
+
+
+def image_dirs(t: Target, dirs: Sequence[str]) -> tuple[str, ...]:
+    """The search directories that can hold configuration on ``t``.
+
+    On an offline image /run is left out: it is a tmpfs at boot, so whatever the image has
+    there never takes effect, and while a chroot session runs it is a mount point the
+    confined target refuses to enter (TargetEscapeError). On a live system /run/sysctl.d,
+    /run/systemd/system and the like do take precedence and are read.
+    """
+    if t.live:
+        return tuple(dirs)
+    return tuple(d for d in dirs if not is_runtime_path(d))
+
+
 def dropin_files(t: Target, dirs: Sequence[str], suffix: str) -> list[str]:
     """Files named ``*suffix`` across ``dirs``: same name, earlier dir wins; lexical by name.
 
     This is the order of systemd's conf_files_list (sysctl.d, tmpfiles.d, modprobe.d in
     kmod). A file masked with a /dev/null link is dropped along with the ones it masks.
+    /run directories count only on a live target (see ``image_dirs``).
     """
     chosen: dict[str, str] = {}
-    for d in dirs:
+    for d in image_dirs(t, dirs):
         st = t.stat(d)
         if st is None or st.type is not FileType.DIR:
             continue

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from goldsmith.controls.base import Rule
 from goldsmith.controls.configfile import ConfigText, Style
-from goldsmith.controls.fsutil import is_masked, read_optional
+from goldsmith.controls.fsutil import image_dirs, is_masked, read_optional
 from goldsmith.controls.steps import Remove, RunCommand, Step, Symlink
 from goldsmith.errors import TargetError
 from goldsmith.model.records import FileType, Finding, Status
@@ -62,7 +62,7 @@ def _template_of(unit: str) -> str:
 def find_unit(t: Target, unit: str) -> str | None:
     names = [unit] if unit == _template_of(unit) else [unit, _template_of(unit)]
     for name in names:
-        for d in UNIT_DIRS:
+        for d in image_dirs(t, UNIT_DIRS):
             p = posixpath.join(d, name)
             st = t.lstat(p)
             if st is None or is_masked(t, p):
@@ -161,7 +161,7 @@ class ServiceRule(Rule):
         if info is not None:
             observed += f"; unit file {info.unit_file}"
         how = f"lstat of the [Install] links under {ETC} and of the unit files in " + ", ".join(
-            UNIT_DIRS[1:]
+            image_dirs(t, UNIT_DIRS)[1:]
         )
         status = Status.PASS if self._ok(state) else Status.FAIL
         if self.state is ServiceState.ENABLED and state == "static":
