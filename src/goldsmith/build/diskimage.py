@@ -24,7 +24,7 @@ installation needs a loop device: ``losetup -P``, mount the root, bind /dev, /pr
 ``chroot grub-install --target=i386-pc``, unmount, ``e2fsck -fn`` every filesystem,
 detach. Everything mounted or attached is undone in ``finally``, also on errors and
 Ctrl-C. The image carries, besides the rootfs tree: /boot/grub/* (GRUB's modules, written
-by grub-install), /boot/grub/grub.cfg, /etc/default/grub.d/goldsmith.cfg and the rendered
+by grub-install), /boot/grub/grub.cfg, /etc/default/grub.d/05-goldsmith-image.cfg and the rendered
 /etc/fstab (``DiskImages.image_only_paths``), and an empty ``lost+found`` per filesystem.
 """
 
@@ -47,6 +47,7 @@ from pathlib import Path
 
 from goldsmith.errors import BuildError, ToolMissingError
 from goldsmith.model.profile import Profile
+from goldsmith.targets.base import Target
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ HOST_TOOLS: dict[str, str] = {
     "cp": "coreutils",
     "qemu-img": "qemu-utils",
 }
-IMAGE_ONLY_PATHS = ("/etc/fstab", "/boot/grub", "/etc/default/grub.d/goldsmith.cfg")
+IMAGE_ONLY_PATHS = ("/etc/fstab", "/boot/grub", "/etc/default/grub.d/05-goldsmith-image.cfg")
 
 
 # --- layout (pure) -------------------------------------------------------------------------
@@ -259,19 +260,25 @@ def serial_console(cmdline: Sequence[str]) -> SerialConsole | None:
     return found
 
 
-def kernel_cmdline(profile: Profile) -> str:
+def kernel_cmdline(profile: Profile, extra: Sequence[str] = ()) -> str:
+    """root=, ro, the profile's image.cmdline, then ``extra`` words (from the image's own
+    /etc/default/grub.d drop-ins, e.g. audit=1 set by a control) not already present."""
     layout = compute_layout(profile)
-    for word in profile.image.cmdline:
+    words = list(profile.image.cmdline)
+    words += [w for w in extra if w not in words]
+    for word in words:
         if not _CMDLINE_WORD.match(word):
             raise BuildError(
                 f"image.cmdline entry {word!r} has characters goldsmith will not put on a "
                 "kernel command line",
                 hint="use plain key=value words without quotes, spaces or ; $ ` { }",
             )
-    return " ".join([f"root=UUID={layout.root.uuid}", "ro", *profile.image.cmdline])
+    return " ".join([f"root=UUID={layout.root.uuid}", "ro", *words])
 
 
-def render_grub_cfg(profile: Profile, *, kernel: str, initrd: str) -> str:
+def render_grub_cfg(
+    profile: Profile, *, kernel: str, initrd: str, extra: Sequence[str] = ()
+) -> str:
     layout = compute_layout(profile)
     serial = serial_console(profile.image.cmdline)
     lines = [
@@ -290,7 +297,7 @@ def render_grub_cfg(profile: Profile, *, kernel: str, initrd: str) -> str:
         "insmod ext2",
         f"search --no-floppy --fs-uuid --set=root {layout.root.uuid}",
         f"menuentry '{profile.output_name}' {{",
-        f"\tlinux {kernel} {kernel_cmdline(profile)}",
+        f"\tlinux {kernel} {kernel_cmdline(profile, extra)}",
         f"\tinitrd {initrd}",
         "}",
     ]
@@ -313,6 +320,29 @@ def render_grub_defaults(profile: Profile) -> str:
             + shlex.quote(f"serial --unit={serial.unit} --speed={serial.speed}"),
         ]
     return "\n".join(lines) + "\n"
+
+
+#: what grub-mkconfig does to learn the kernel arguments, run inside the image (a chroot)
+#: so the image's shell files never execute on the build host
+_GRUB_ARGS_SCRIPT = (
+    "set -e; [ -r /etc/default/grub ] && . /etc/default/grub; "
+    'for f in /etc/default/grub.d/*.cfg; do [ -r "$f" ] && . "$f"; done; '
+    'printf "%s\\n" "$GRUB_CMDLINE_LINUX $GRUB_CMDLINE_LINUX_DEFAULT"'
+)
+
+
+def image_grub_args(target: Target) -> list[str]:
+    """Kernel arguments from the image's /etc/default/grub and grub.d drop-ins."""
+    out = target.run(["/bin/sh", "-c", _GRUB_ARGS_SCRIPT]).stdout
+    words = out.split()
+    for word in words:
+        if not _CMDLINE_WORD.match(word):
+            raise BuildError(
+                f"the image's GRUB defaults add {word!r} to the kernel command line, which "
+                "goldsmith will not put there",
+                hint="check /etc/default/grub and /etc/default/grub.d/*.cfg in the image",
+            )
+    return list(dict.fromkeys(words))
 
 
 def _version_key(name: str) -> tuple[tuple[int, str], ...]:
@@ -595,9 +625,17 @@ def install_grub(image: Path, layout: DiskLayout, mnt: Path) -> None:
 
 
 def build_disk_image(
-    rootfs: Path, profile: Profile, out_dir: Path, *, work_dir: Path
+    rootfs: Path,
+    profile: Profile,
+    out_dir: Path,
+    *,
+    work_dir: Path,
+    extra_cmdline: Sequence[str] = (),
 ) -> DiskImages:
-    """Build ``<output_name>.raw`` and/or ``.qcow2`` in ``out_dir`` (as image.formats says)."""
+    """Build ``<output_name>.raw`` and/or ``.qcow2`` in ``out_dir`` (as image.formats says).
+
+    ``extra_cmdline``: kernel arguments the image's own GRUB defaults add (see
+    ``image_grub_args``), so grub.cfg says what update-grub on the host would say."""
     _require_tools()
     formats = set(profile.image.formats)
     if not formats:
@@ -629,10 +667,12 @@ def build_disk_image(
         root_tree = trees["/"]
         _write_in_tree(root_tree, "/etc/fstab", render_fstab(profile))
         _write_in_tree(
-            root_tree, "/boot/grub/grub.cfg", render_grub_cfg(profile, kernel=kernel, initrd=initrd)
+            root_tree,
+            "/boot/grub/grub.cfg",
+            render_grub_cfg(profile, kernel=kernel, initrd=initrd, extra=extra_cmdline),
         )
         _write_in_tree(
-            root_tree, "/etc/default/grub.d/goldsmith.cfg", render_grub_defaults(profile)
+            root_tree, "/etc/default/grub.d/05-goldsmith-image.cfg", render_grub_defaults(profile)
         )
 
         with raw_tmp.open("wb") as f:
@@ -671,7 +711,7 @@ def build_disk_image(
             size=layout.size,
             kernel=kernel,
             initrd=initrd,
-            cmdline=kernel_cmdline(profile),
+            cmdline=kernel_cmdline(profile, extra_cmdline),
         )
     finally:
         for leftover in (raw_tmp, qcow2_tmp):

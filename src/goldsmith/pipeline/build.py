@@ -19,7 +19,12 @@ from typing import Any
 
 from goldsmith import __version__
 from goldsmith.build.bootstrap import bootstrap_base, unpack_base
-from goldsmith.build.diskimage import DiskImages, build_disk_image, render_fstab
+from goldsmith.build.diskimage import (
+    DiskImages,
+    build_disk_image,
+    image_grub_args,
+    render_fstab,
+)
 from goldsmith.build.export import export_rootfs_tar
 from goldsmith.build.finalize import finalize
 from goldsmith.build.inventory import take_inventory, write_inventory
@@ -106,6 +111,7 @@ def build_image(
                     changes.append(Change("image.fstab", "/etc/fstab", "content", before, fstab))
             with clock.stage("finalize"):
                 changes += finalize(target, hostname=profile.image.hostname)
+                grub_args = image_grub_args(target)
 
         with clock.stage("inventory-final"):
             final_inv = take_inventory(rootfs)
@@ -118,7 +124,9 @@ def build_image(
         disk: DiskImages | None = None
         if options.disk_image:
             with clock.stage("disk-image", ", ".join(profile.image.formats)):
-                disk = build_disk_image(rootfs, profile, staging, work_dir=work / "disk")
+                disk = build_disk_image(
+                    rootfs, profile, staging, work_dir=work / "disk", extra_cmdline=grub_args
+                )
         else:
             clock.skipped("disk-image", "disabled")
 
