@@ -269,10 +269,14 @@ CASES = [
 #: primitives whose apply runs a command in the image (apt-get, useradd, pam-auth-update):
 #: cycled on a real rootfs in tests/integration/test_controls_rootfs.py
 COMMAND_TYPES = {"package", "user", "group", "pam"}
+#: primitives with check-only conditions beside fixable ones: their fixable conditions are
+#: cycled (fail -> apply -> pass, idempotent, check/plan write nothing) in their own files,
+#: tests/unit/test_controls_{account_db,file_content,tree_scan}.py
+OWN_CYCLE_TYPES = {"account-db", "file-content", "tree-scan"}
 
 
 def test_every_primitive_has_a_cycle_case() -> None:
-    covered = {c.spec["type"] for c in CASES} | COMMAND_TYPES
+    covered = {c.spec["type"] for c in CASES} | COMMAND_TYPES | OWN_CYCLE_TYPES
     assert covered == set(RULE_TYPES)
 
 
