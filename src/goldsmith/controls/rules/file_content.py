@@ -53,7 +53,10 @@ class FileContentRule(Rule):
             raise ValueError("remove_matching only goes with absent_pattern")
         if self.validate is not None and "%s" not in self.validate:
             raise ValueError("validate must contain %s (the file to check)")
-        self._regex  # noqa: B018 (compiles now: a bad pattern fails at load time)
+        try:
+            self._regex  # noqa: B018 (compiled now: a bad pattern fails when the data loads)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
 
     @cached_property
     def _regex(self) -> re.Pattern[str]:
