@@ -47,9 +47,10 @@ def test_sysctl_later_file_overrides_and_sysctl_conf_is_last(tmp_path: Path) -> 
     rule = sysctl(tmp_path)
     rule.apply(t)
     assert rule.check(t).status is Status.PASS
-    write(tmp_path, "/run/sysctl.d/zz-late.conf", f"{KEY}=1\n")
+    # (/run/sysctl.d counts only on a live system: see test_controls_run_mount.py)
+    write(tmp_path, "/usr/local/lib/sysctl.d/zz-late.conf", f"{KEY}=1\n")
     assert rule.check(t).status is Status.FAIL
-    (tmp_path / "run/sysctl.d/zz-late.conf").unlink()
+    (tmp_path / "usr/local/lib/sysctl.d/zz-late.conf").unlink()
     write(tmp_path, "/etc/sysctl.conf", "net/ipv4/ip_forward = 1\n")
     f = rule.check(t)
     assert f.status is Status.FAIL and "/etc/sysctl.conf" in f.evidence.observed
