@@ -318,3 +318,32 @@ def test_unknown_condition_is_a_profile_error() -> None:
     with pytest.raises(ProfileError) as e:
         rule("no-such-thing")
     assert e.value.key == "rule.condition"
+
+
+@needs_root
+def test_lock_of_a_password_kept_in_passwd_shadows_it_first(tmp_path: Path) -> None:
+    sane(tmp_path)
+    edit(tmp_path, "/etc/passwd", "daemon:x:1:1", "daemon:$y$abc:1:1")
+    edit(tmp_path, "/etc/passwd", "nanoclaw:x:998", "nanoclaw:$y$def:998")
+    steps = rule("system-accounts-locked").steps(make_target(tmp_path))
+    argvs = [s.argv for s in steps if isinstance(s, RunCommand)]
+    # one pwconv, before the locks: a later pwconv would copy the hash over the lock
+    assert argvs == [("pwconv",), ("usermod", "-L", "daemon"), ("usermod", "-L", "nanoclaw")]
+
+
+@needs_root
+def test_a_system_account_with_a_shell_never_gets_its_home_changed(tmp_path: Path) -> None:
+    sane(tmp_path)
+    edit(
+        tmp_path,
+        "/etc/passwd",
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin",
+        "daemon:x:1:1:daemon:/usr/sbin:/bin/sh",
+    )
+    write(tmp_path, "/usr/sbin/.hidden", "x", 0o666)
+    t = make_target(tmp_path)
+    for condition in ("home-dirs", "dot-files"):
+        found = rule(condition).check(t)
+        assert found.status is Status.FAIL
+        assert "system account: not changed automatically" in found.evidence.observed
+        assert rule(condition).plan(t) == []

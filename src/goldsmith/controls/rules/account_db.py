@@ -128,6 +128,11 @@ def _limit(items: Sequence[str], n: int = 20) -> str:
 class Problem:
     text: str
     step: Step | None = None
+    #: a step the fix needs first (shared between problems: committed once)
+    before: Step | None = None
+
+    def manual(self, why: str) -> Problem:
+        return Problem(f"{self.text} ({why})")
 
 
 @dataclass(frozen=True)
@@ -183,8 +188,9 @@ class AccountDbRule(Rule):
         found, _ = self.problems(t)
         steps: dict[int, Step] = {}  # one step may fix several problems (pwconv)
         for p in found:
-            if p.step is not None:
-                steps.setdefault(id(p.step), p.step)
+            for s in (p.before, p.step):
+                if s is not None:
+                    steps.setdefault(id(s), s)
         return list(steps.values())
 
     # the conditions --------------------------------------------------------------------------
@@ -355,22 +361,32 @@ class AccountDbRule(Rule):
         shells = valid_shells(t)
         shadow = {e.name: e for e in read_entries(t, "/etc/shadow")}
         out: list[Problem] = []
+        pwconv: RunCommand | None = None
         for e in read_entries(t, "/etc/passwd"):
             if e.name in self.exempt or e.field(6) in shells:
+                continue
+            lock = RunCommand(
+                (self.change(e.name, "password", "usable", "locked"),), ("usermod", "-L", e.name)
+            )
+            if e.field(1) != "x":
+                # the password lives in /etc/passwd: shadow it first, or a later pwconv
+                # would copy the usable password over the lock
+                if is_locked(e.field(1)):
+                    continue
+                if pwconv is None:
+                    pwconv = RunCommand(
+                        (self.change("/etc/passwd", "passwords", "unshadowed", "shadowed"),),
+                        ("pwconv",),
+                    )
+                text = f"{e.name} (shell {e.field(6) or '(empty)'}) has a usable password "
+                out.append(Problem(text + f"in /etc/passwd ({e.where()})", lock, pwconv))
                 continue
             s = shadow.get(e.name)
             if s is None:
                 out.append(Problem(f"{e.name} has no /etc/shadow entry"))
             elif not is_locked(s.field(1)):
-                out.append(
-                    Problem(
-                        f"{e.name} (shell {e.field(6) or '(empty)'}) is not locked ({s.where()})",
-                        RunCommand(
-                            (self.change(e.name, "password", "usable", "locked"),),
-                            ("usermod", "-L", e.name),
-                        ),
-                    )
-                )
+                text = f"{e.name} (shell {e.field(6) or '(empty)'}) is not locked ({s.where()})"
+                out.append(Problem(text, lock))
         how = (
             "read /etc/passwd, /etc/shadow, /etc/shells: accounts without a valid login "
             f"shell must have '!' or '*' passwords; exempt: {', '.join(self.exempt)}"
@@ -420,38 +436,48 @@ class AccountDbRule(Rule):
             out.append(Problem(f"PATH entry {d} is mode {fmt_mode(st.mode)}", step))
         return out
 
+    def _fixable_home(self, t: Target, e: Line) -> bool:
+        """Only a regular user's home (uid >= UID_MIN) or root's /root is changed: a system
+        account with a login shell may have /usr/sbin or / as its home, and chowning that
+        to the account would be a disaster; those are reported for a human."""
+        uid = int(e.field(2))
+        if e.name == "root":
+            return e.field(5) == "/root"
+        return uid >= uid_min(t) and uid != NOBODY_UID
+
     def _home_dirs(self, t: Target) -> tuple[list[Problem], str]:
         out: list[Problem] = []
         for e in self._interactive(t):
-            uid, gid, home = int(e.field(2)), _int(e.field(3)) or 0, e.field(5)
-            if not home.startswith("/") or home == "/":
-                out.append(Problem(f"{e.name}: home {home!r} is not a directory of its own"))
-                continue
-            st = t.lstat(home)
-            if st is None:
-                change = self.change(home, "directory", None, fmt_mode(self.home_max_mode))
-                step = MakeDir((change,), home, self.home_max_mode, uid, gid)
-                out.append(Problem(f"{e.name}: home {home} is missing", step))
-                continue
-            if st.type is not FileType.DIR:
-                out.append(Problem(f"{e.name}: home {home} is a {st.type}, not a directory"))
-                continue
-            if st.uid != uid:
-                chown = Chown(
-                    (self.change(home, "owner", str(st.uid), str(uid)),), home, uid, st.gid
-                )
-                out.append(Problem(f"{e.name}: home {home} is owned by uid {st.uid}", chown))
-            new = st.mode & self.home_max_mode
-            if new != st.mode:
-                chmod = Chmod(
-                    (self.change(home, "mode", fmt_mode(st.mode), fmt_mode(new)),), home, new
-                )
-                out.append(Problem(f"{e.name}: home {home} is mode {fmt_mode(st.mode)}", chmod))
+            mine = self._home_problems(t, e)
+            if not self._fixable_home(t, e):
+                mine = [p.manual("system account: not changed automatically") for p in mine]
+            out.extend(mine)
         how = (
             "interactive users (shell in /etc/shells) from /etc/passwd; lstat of each home: "
             f"a directory owned by the user, mode at most {fmt_mode(self.home_max_mode)}"
         )
         return out, how
+
+    def _home_problems(self, t: Target, e: Line) -> list[Problem]:
+        uid, gid, home = int(e.field(2)), _int(e.field(3)) or 0, e.field(5)
+        if not home.startswith("/") or home == "/":
+            return [Problem(f"{e.name}: home {home!r} is not a directory of its own")]
+        st = t.lstat(home)
+        if st is None:
+            change = self.change(home, "directory", None, fmt_mode(self.home_max_mode))
+            step = MakeDir((change,), home, self.home_max_mode, uid, gid)
+            return [Problem(f"{e.name}: home {home} is missing", step)]
+        if st.type is not FileType.DIR:
+            return [Problem(f"{e.name}: home {home} is a {st.type}, not a directory")]
+        out: list[Problem] = []
+        if st.uid != uid:
+            chown = Chown((self.change(home, "owner", str(st.uid), str(uid)),), home, uid, st.gid)
+            out.append(Problem(f"{e.name}: home {home} is owned by uid {st.uid}", chown))
+        new = st.mode & self.home_max_mode
+        if new != st.mode:
+            chmod = Chmod((self.change(home, "mode", fmt_mode(st.mode), fmt_mode(new)),), home, new)
+            out.append(Problem(f"{e.name}: home {home} is mode {fmt_mode(st.mode)}", chmod))
+        return out
 
     def _dot_files(self, t: Target) -> tuple[list[Problem], str]:
         out: list[Problem] = []
@@ -460,6 +486,7 @@ class AccountDbRule(Rule):
             st = t.lstat(home) if home.startswith("/") and home != "/" else None
             if st is None or st.type is not FileType.DIR:
                 continue  # home-dirs reports it
+            mine: list[Problem] = []
             for name in t.listdir(home):
                 if not name.startswith("."):
                     continue
@@ -468,13 +495,13 @@ class AccountDbRule(Rule):
                 if fst is None or fst.type is not FileType.FILE:
                     continue
                 if name in (".forward", ".rhosts"):
-                    out.append(Problem(f"{path} exists (mail forwarding/rhosts trust: remove it)"))
+                    mine.append(Problem(f"{path} exists (mail forwarding/rhosts trust: remove it)"))
                     continue
                 limit = 0o600 if name in (".netrc", ".bash_history") else 0o644
                 new = fst.mode & limit
                 if new != fst.mode:
                     change = self.change(path, "mode", fmt_mode(fst.mode), fmt_mode(new))
-                    out.append(
+                    mine.append(
                         Problem(
                             f"{path} is mode {fmt_mode(fst.mode)} (at most {fmt_mode(limit)})",
                             Chmod((change,), path, new),
@@ -482,12 +509,15 @@ class AccountDbRule(Rule):
                     )
                 if (fst.uid, fst.gid) != (uid, gid):
                     change = self.change(path, "owner", f"{fst.uid}:{fst.gid}", f"{uid}:{gid}")
-                    out.append(
+                    mine.append(
                         Problem(
                             f"{path} is owned by {fst.uid}:{fst.gid}, not {e.name}",
                             Chown((change,), path, uid, gid),
                         )
                     )
+            if not self._fixable_home(t, e):
+                mine = [p.manual("system account: not changed automatically") for p in mine]
+            out.extend(mine)
         how = (
             "regular dot files at the top of each interactive user's home: no .forward or "
             ".rhosts; .netrc and .bash_history at most 0600, others 0644; owned by the user "
