@@ -191,8 +191,8 @@ def _work_parent(cache_dir: Path) -> Path:
 
 
 def _remove_tree(path: Path) -> None:
-    # A rootfs holds files with the immutable/append-only flags cleared by nobody: plain rmtree
-    # is enough because those attributes are only set at boot (tmpfiles.d), never at build time.
+    # Plain rmtree is enough: append-only/immutable attributes are set at boot (tmpfiles.d `h`),
+    # never in the build tree, and nothing is mounted in it once the target session has ended.
     shutil.rmtree(path, ignore_errors=True)
 
 
