@@ -186,19 +186,7 @@ class TreeEntry:
 
 
 def _file_type(mode: int) -> FileType:
-    if stat.S_ISREG(mode):
-        return FileType.FILE
-    if stat.S_ISDIR(mode):
-        return FileType.DIR
-    if stat.S_ISLNK(mode):
-        return FileType.SYMLINK
-    if stat.S_ISCHR(mode):
-        return FileType.CHARDEV
-    if stat.S_ISBLK(mode):
-        return FileType.BLOCKDEV
-    if stat.S_ISFIFO(mode):
-        return FileType.FIFO
-    return FileType.SOCKET
+    return FileType.from_mode(mode) or FileType.SOCKET
 
 
 def _xattrs(path: bytes) -> tuple[tuple[str, str], ...]:

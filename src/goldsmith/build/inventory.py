@@ -30,16 +30,6 @@ from goldsmith.model.records import FileEntry, FileType, Inventory, PackageEntry
 SCHEMA = "goldsmith.inventory/v1"
 _CAP_XATTR = "security.capability"
 
-_TYPES: tuple[tuple[int, FileType], ...] = (
-    (stat.S_IFREG, FileType.FILE),
-    (stat.S_IFDIR, FileType.DIR),
-    (stat.S_IFLNK, FileType.SYMLINK),
-    (stat.S_IFCHR, FileType.CHARDEV),
-    (stat.S_IFBLK, FileType.BLOCKDEV),
-    (stat.S_IFIFO, FileType.FIFO),
-    (stat.S_IFSOCK, FileType.SOCKET),
-)
-
 
 def take_inventory(root: Path, *, workers: int | None = None) -> Inventory:
     """Every entry under ``root`` (as in-image paths "/etc", ...; the root directory itself
@@ -124,11 +114,10 @@ def _entry(path_b: bytes, host_b: bytes, st: os.stat_result) -> FileEntry:
 
 
 def _file_type(mode: int) -> FileType:
-    fmt = stat.S_IFMT(mode)
-    for bits, ftype in _TYPES:
-        if fmt == bits:
-            return ftype
-    raise BuildError(f"unknown file type {fmt:o}")
+    ftype = FileType.from_mode(mode)
+    if ftype is None:
+        raise BuildError(f"unknown file type {stat.S_IFMT(mode):o}")
+    return ftype
 
 
 def _caps(host_b: bytes) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -28,6 +29,22 @@ class FileType(StrEnum):
     BLOCKDEV = "blockdev"
     FIFO = "fifo"
     SOCKET = "socket"
+
+    @classmethod
+    def from_mode(cls, mode: int) -> FileType | None:
+        """The type of an ``st_mode``; None for a format this enum does not know."""
+        return _FORMATS.get(stat.S_IFMT(mode))
+
+
+_FORMATS: dict[int, FileType] = {
+    stat.S_IFREG: FileType.FILE,
+    stat.S_IFDIR: FileType.DIR,
+    stat.S_IFLNK: FileType.SYMLINK,
+    stat.S_IFCHR: FileType.CHARDEV,
+    stat.S_IFBLK: FileType.BLOCKDEV,
+    stat.S_IFIFO: FileType.FIFO,
+    stat.S_IFSOCK: FileType.SOCKET,
+}
 
 
 @dataclass(frozen=True)

@@ -272,22 +272,10 @@ def to_stat_result(st: os.stat_result) -> StatResult:
 
 
 def file_type(mode: int) -> FileType:
-    fmt = stat.S_IFMT(mode)
-    for test, kind in _TYPES:
-        if fmt == test:
-            return kind
-    raise TargetError(f"unknown file type {fmt:o}")
-
-
-_TYPES = (
-    (stat.S_IFREG, FileType.FILE),
-    (stat.S_IFDIR, FileType.DIR),
-    (stat.S_IFLNK, FileType.SYMLINK),
-    (stat.S_IFCHR, FileType.CHARDEV),
-    (stat.S_IFBLK, FileType.BLOCKDEV),
-    (stat.S_IFIFO, FileType.FIFO),
-    (stat.S_IFSOCK, FileType.SOCKET),
-)
+    kind = FileType.from_mode(mode)
+    if kind is None:
+        raise TargetError(f"unknown file type {stat.S_IFMT(mode):o}")
+    return kind
 
 
 def read_regular(dir_fd: int, name: str, expected: os.stat_result, path: str) -> bytes:
