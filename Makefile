@@ -9,6 +9,8 @@ OUT ?= out
 HOST_PACKAGES := python3 python3-venv mmdebstrap debian-archive-keyring arch-test \
 	qemu-system-x86 qemu-utils zstd e2fsprogs dosfstools fdisk util-linux \
 	openssh-client libcap2-bin ca-certificates openscap-scanner apt dpkg coreutils
+# bench/ holds the performance harness once it exists
+LINT_PATHS := src tests $(wildcard bench)
 STAMP_APT := $(VENV)/.apt-stamp
 STAMP_PY := $(VENV)/.py-stamp
 
@@ -32,8 +34,8 @@ image: deps
 	$(VENV)/bin/goldsmith build --profile $(PROFILE) --out $(OUT) --boot-test
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 typecheck: deps
 	$(VENV)/bin/mypy
