@@ -68,6 +68,7 @@ _CMDLINE_WORD = re.compile(r"^[A-Za-z0-9_.,:=/+@%-]+$")
 HOST_TOOLS: dict[str, str] = {
     "mkfs.ext4": "e2fsprogs",
     "e2fsck": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "sfdisk": "fdisk",
     "losetup": "mount",
     "partx": "util-linux",
@@ -590,7 +591,39 @@ _CHROOT_ENV = {
 }
 
 
-def install_grub(image: Path, layout: DiskLayout, mnt: Path) -> None:
+@dataclass(frozen=True)
+class RootDirMeta:
+    """Mode and owner of a tree's top directory: ``mkfs.ext4 -d`` does not copy them to the
+    new filesystem's root, so /var/tmp would come out 0755 instead of 1777."""
+
+    mode: int
+    uid: int
+    gid: int
+
+
+def root_dir_meta(tree: Path) -> RootDirMeta:
+    st = tree.lstat()
+    return RootDirMeta(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+
+def debugfs_root_fix(meta: RootDirMeta) -> str:
+    """debugfs requests setting the root inode (<2>) to ``meta``."""
+    mode = stat.S_IFDIR | meta.mode
+    fields = [
+        ("mode", f"0{mode:o}"),
+        ("uid", str(meta.uid & 0xFFFF)),
+        ("gid", str(meta.gid & 0xFFFF)),
+    ]
+    fields += [("uid_high", str(meta.uid >> 16)), ("gid_high", str(meta.gid >> 16))]
+    return "".join(f"set_inode_field <2> {k} {v}\n" for k, v in fields)
+
+
+def install_grub(
+    image: Path,
+    layout: DiskLayout,
+    mnt: Path,
+    roots: Mapping[str, RootDirMeta] | None = None,
+) -> None:
     """grub-install (the image's own GRUB) into the MBR and the BIOS boot partition."""
     with contextlib.ExitStack() as stack:
         dev = stack.enter_context(_loop_device(image, [p.number for p in layout.partitions]))
@@ -621,6 +654,13 @@ def install_grub(image: Path, layout: DiskLayout, mnt: Path) -> None:
                 env=_CHROOT_ENV,
             )
         for p in layout.partitions:
+            meta = (roots or {}).get(p.mountpoint)
+            if meta is not None:
+                _run(
+                    ["debugfs", "-w", "-f", "-", f"{dev}p{p.number}"],
+                    f"setting the mode and owner of the {p.mountpoint} filesystem's root",
+                    input=debugfs_root_fix(meta),
+                )
             _run(["e2fsck", "-fn", f"{dev}p{p.number}"], f"checking the {p.mountpoint} filesystem")
 
 
@@ -688,8 +728,9 @@ def build_disk_image(
                 f"creating the {p.mountpoint} filesystem (is {p.size // MiB} MiB enough?)",
                 env=env,
             )
+        roots = {mp: root_dir_meta(tree) for mp, tree in trees.items()}
         shutil.rmtree(work / "farm")
-        install_grub(raw_tmp, layout, work / "mnt")
+        install_grub(raw_tmp, layout, work / "mnt", roots)
 
         qcow2: Path | None = None
         if "qcow2" in formats:
