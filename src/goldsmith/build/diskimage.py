@@ -710,6 +710,7 @@ def build_disk_image(
             root_tree,
             "/boot/grub/grub.cfg",
             render_grub_cfg(profile, kernel=kernel, initrd=initrd, extra=extra_cmdline),
+            mode=0o600,  # CIS 1.4.2: only root reads the bootloader configuration
         )
         _write_in_tree(
             root_tree, "/etc/default/grub.d/05-goldsmith-image.cfg", render_grub_defaults(profile)
