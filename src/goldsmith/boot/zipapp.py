@@ -26,7 +26,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -53,11 +52,14 @@ INTERPRETER = "/usr/bin/python3"
 
 BOOTSTRAP = '''\
 """goldsmith zipapp: extract the vendored tree once (extensions cannot load from a zip)."""
-import hashlib, json, os, shutil, sys, tempfile, zipfile
+import json, os, shutil, sys, tempfile, zipfile
+
+STAMP = "goldsmith-zipapp.json"
 
 
 def _target(archive, digest):
-    for base in (archive + ".d", os.path.join(os.path.expanduser("~"), ".cache", "goldsmith-zipapp")):
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache", "goldsmith-zipapp")
+    for base in (archive + ".d", home_cache):
         try:
             os.makedirs(base, mode=0o700, exist_ok=True)
         except OSError:
@@ -70,7 +72,7 @@ def _target(archive, digest):
 def main():
     archive = os.path.abspath(sys.argv[0])
     with zipfile.ZipFile(archive) as z:
-        stamp = json.loads(z.read("%(stamp)s"))
+        stamp = json.loads(z.read(STAMP))
         dest = _target(archive, stamp["digest"])
         if not os.path.isfile(os.path.join(dest, ".complete")):
             tmp = tempfile.mkdtemp(prefix=".extract-", dir=os.path.dirname(dest))
@@ -91,7 +93,7 @@ def main():
 
 
 main()
-''' % {"stamp": STAMP}
+'''
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ def build_zipapp(dest: Path, *, cache_dir: Path, python: str = GUEST_PYTHON) -> 
         (root / STAMP).write_text(json.dumps({"digest": digest, "python": python}) + "\n")
         partial = dest.with_name(dest.name + ".partial")
         zipapp.create_archive(root, partial, interpreter=INTERPRETER, compressed=True)
-        os.replace(partial, dest)
+        partial.replace(dest)
     pins = tuple((site_cache / "pins.txt").read_text().split())
     sha = hashlib.sha256(dest.read_bytes()).hexdigest()
     log.info("zipapp %s: %d bytes, sha256 %s", dest, dest.stat().st_size, sha)
