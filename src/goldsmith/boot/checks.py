@@ -441,10 +441,16 @@ class AuditRulesCheck(LiveCheck):
         res = guest.run(["auditctl", "-l"], sudo=True, timeout=60)
         if not res.ok:
             return _cmd_error(self, res, "auditctl -l lists the rules")
-        loaded = canonical_audit_rules(parse_auditctl_list(res.stdout))
+        listed = parse_auditctl_list(res.stdout)
+        # canonical form -> the line as written (rules file) or as listed (auditctl -l)
+        intended_by = {canonical_audit_rule(r): r for r in ctx.expect.audit_rules}
+        loaded_by = {canonical_audit_rule(r): r for r in listed}
+        intended_by.pop(None, None)
+        loaded_by.pop(None, None)
+        loaded = canonical_audit_rules(listed)
         intended = canonical_audit_rules(ctx.expect.audit_rules)
-        missing = sorted(set(intended) - set(loaded))
-        extra = sorted(set(loaded) - set(intended))
+        missing = [intended_by[c] for c in sorted(set(intended) - set(loaded))]
+        extra = [loaded_by[c] for c in sorted(set(loaded) - set(intended))]
         ok = not missing and not extra and len(loaded) == len(intended)
         return self.result(
             _fail_or_pass(ok),
