@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 profile_app = typer.Typer(help="Inspect and validate profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+controls_app = typer.Typer(help="Inspect the control catalogue.", no_args_is_help=True)
+app.add_typer(controls_app, name="controls")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -117,6 +120,134 @@ def profile_list(as_json: JsonOpt = False) -> None:
     else:
         for n in names:
             out.print(n)
+
+
+# controls --------------------------------------------------------------------------------------
+BENCHMARKS = ("cis-debian13", "cis-debian12")
+
+
+@controls_app.command("list")
+def controls_list(
+    benchmark: Annotated[
+        str | None,
+        typer.Option("--benchmark", help="Only controls of cis-debian13 or cis-debian12."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the catalogue's controls (id, level, rule type, CIS Debian 13 and 12 ids)."""
+    from goldsmith.controls.report import control_rows, coverage_summary
+
+    if benchmark is not None and benchmark not in BENCHMARKS:
+        raise GoldsmithError(
+            f"unknown benchmark {benchmark!r}", hint="one of: " + ", ".join(BENCHMARKS)
+        )
+    bench: Any = benchmark
+    rows = control_rows(bench)
+    summary = coverage_summary(bench) if bench else None
+    if as_json:
+        _print_json({"controls": rows, "coverage": summary} if summary else rows)
+        return
+    table = Table(show_edge=False)
+    table.add_column("id", no_wrap=True)
+    for col in ("level", "rule", "CIS D13", "CIS D12"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            f"L{r['level']}",
+            r["rule"],
+            ", ".join(r["cis-debian13"]),
+            ", ".join(r["cis-debian12"]),
+        )
+    out.print(table)
+    out.print(f"{len(rows)} controls")
+    if summary:
+        out.print(
+            f"{summary['benchmark']}: {summary['automated']} of {summary['recommendations']} "
+            f"L1/L2 Server recommendations automated ({summary['percent_automated']}%), "
+            f"{summary['manual']} manual, {summary['not_applicable']} not applicable, "
+            f"{len(summary['missing'])} missing"
+        )
+
+
+@controls_app.command("show")
+def controls_show(
+    control_id: Annotated[str, typer.Argument(metavar="ID", help="A control id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one control: metadata, references, default params and rationale."""
+    from goldsmith.controls.report import control_detail
+
+    d = control_detail(control_id)
+    if as_json:
+        _print_json(d)
+        return
+    out.print(f"[bold]{escape(d['id'])}[/bold]: {escape(d['title'])}")
+    out.print(f"level      L{d['level']}")
+    out.print(f"rule       {d['rule']}")
+    out.print(f"defined at {d['defined_at']}")
+    for kind, refs in d["references"].items():
+        out.print(f"{kind:<14} {', '.join(refs)}")
+    out.print("params:")
+    for k, v in d["params"].items():
+        out.print(f"  {k}: {escape(json.dumps(v, default=str))}", highlight=False)
+    out.print(f"rationale: {escape(d['rationale'])}")
+
+
+# apply -----------------------------------------------------------------------------------------
+@app.command("apply")
+def apply(
+    profile: ProfileArg = "nanoclaw-debian13",
+    rootfs: Annotated[Path, typer.Option("--rootfs", help="The image tree to harden.")] = Path(),
+    check: Annotated[
+        bool, typer.Option("--check", help="Only show what would change; change nothing.")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show unified diffs of files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a profile's controls to a rootfs (all or nothing), or --check what would change.
+
+    Exit 0: compliant (nothing would change / every check passes or is excepted); 1: --check
+    found changes, or a check fails after the apply; 2: a bad profile or a rejected option.
+    """
+    from goldsmith.controls.report import apply_profile
+    from goldsmith.model.profile_loader import load_profile
+
+    if rootfs == Path():
+        raise GoldsmithError("--rootfs is required", hint="goldsmith apply --rootfs DIR")
+    loaded = load_profile(profile)
+    report = apply_profile(loaded, rootfs, check=check, diff=diff)
+    if as_json:
+        _print_json(
+            {
+                "check_mode": report.check_mode,
+                "changes": [asdict(c) for c in report.changes],
+                "diffs": {p.control: p.diffs for p in report.planned if p.diffs},
+                "findings": [asdict(f) for f in report.findings],
+                "unexcepted_failures": [f.control for f in report.unexcepted],
+                "seconds": report.seconds,
+            }
+        )
+    else:
+        for p in report.planned:
+            for c in p.changes:
+                out.print(
+                    f"{escape(c.control)}: {escape(c.object)} {c.attribute}: "
+                    f"{escape(str(c.before))} -> {escape(str(c.after))}",
+                    highlight=False,
+                )
+            if diff:
+                for d in p.diffs:
+                    sys.stdout.write(d if d.endswith("\n") else d + "\n")
+        for f in report.unexcepted:
+            out.print(f"[red]{f.status}[/red] {escape(f.control)}: {escape(f.evidence.observed)}")
+        verb = "would change" if report.check_mode else "changed"
+        out.print(
+            f"{len(report.changes)} changes {verb} by {len(report.planned)} controls "
+            f"({report.seconds:.1f} s)"
+        )
+    if (report.check_mode and report.would_change) or report.unexcepted:
+        raise typer.Exit(EXIT_FAIL)
 
 
 # build -----------------------------------------------------------------------------------------
