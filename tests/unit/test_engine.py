@@ -4,7 +4,7 @@ nothing, with rollback), check, and the exceptions filter. Fake roots on tmp_pat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -237,3 +237,66 @@ def test_unexcepted_failures_respects_expiry(root: Path, catalogue: Catalogue) -
         "test.validated",
     ]
     assert len(unexcepted_failures(expired, findings, today=today)) == 3
+
+
+class FakeSshdTarget(RootfsTarget):
+    """A fake root with an 'sshd' whose -t rejects any config containing 'not-a-cipher'."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> RunResult:
+        assert argv[:2] == ["/bin/sh", "-c"] and "/usr/sbin/sshd -t" in argv[2]
+        conf = (self.root / "etc/ssh/sshd_config.d/00-test.conf").read_text()
+        if "not-a-cipher" in conf:
+            return RunResult(tuple(argv), 255, "", "line 1: Bad SSH2 cipher spec 'not-a-cipher'.\n")
+        return RunResult(tuple(argv), 0, "", "")
+
+
+SSHD_CATALOGUE = """\
+controls:
+  - id: test.one
+    title: first test file
+    rationale: the first control writes a file outside sshd's directory
+    level: 1
+    rule: {type: managed-file, path: /etc/one.conf, content: "one\\n"}
+    references: {cis-debian13: ["1.1.1.1"]}
+  - id: test.ciphers
+    title: sshd ciphers for the test
+    rationale: an sshd option the image's sshd checks after the apply
+    level: 1
+    rule: {type: managed-file, path: /etc/ssh/sshd_config.d/00-test.conf,
+           content: "Ciphers {{ ciphers }}\\n", context: {ciphers: aes256-ctr}}
+    references: {cis-debian13: ["5.1.6"]}
+"""
+
+
+@pytest.mark.parametrize("bad", [True, False])
+def test_sshd_rejecting_the_result_rolls_back_and_names_the_control(
+    tmp_path: Path, root: Path, bad: bool
+) -> None:
+    d = tmp_path / "sshd-cat"
+    d.mkdir()
+    (d / "01.yaml").write_text(SSHD_CATALOGUE)
+    write(root, "/usr/sbin/sshd", "#!/bin/false\n", 0o755)
+    value = "not-a-cipher" if bad else "aes128-ctr"
+    p = _profile(tmp_path, f"  test.ciphers: {{params: {{context: {{ciphers: {value}}}}}}}\n")
+    loaded = load_profile(str(p))
+    resolved = resolve(loaded.profile, load_catalogue(d), loaded=loaded)
+    before = tree_hash(root)
+    t = FakeSshdTarget(root)
+    if not bad:
+        assert set(apply_all(t, resolved).per_control) == {"test.one", "test.ciphers"}
+        assert "aes128-ctr" in (root / "etc/ssh/sshd_config.d/00-test.conf").read_text()
+        return
+    with pytest.raises(ProfileError) as ei:
+        apply_all(t, resolved)
+    e = ei.value
+    assert e.exit_code == 2 and e.key == "controls.test.ciphers" and e.line == 3
+    assert "Bad SSH2 cipher spec 'not-a-cipher'" in e.message
+    assert tree_hash(root) == before

@@ -239,7 +239,65 @@ def apply_all(target: Target, resolved: Sequence[ResolvedControl]) -> ApplyResul
             raise ApplyError(f"control {rc.id} failed: {exc.message}", hint=hint) from exc
         per_control[rc.id] = made
         changes += made
+    rejected = _sshd_rejects(target, changes)
+    if rejected is not None:
+        journal.rollback()
+        culprit = _blame(resolved, per_control, rejected)
+        at = culprit.position if culprit is not None else None
+        raise ProfileError(
+            f"the image's sshd rejects the configuration: {rejected}",
+            file=at[0] if at else None,
+            line=at[1] if at else None,
+            column=at[2] if at else None,
+            key=f"controls.{culprit.id}" if culprit is not None else None,
+            hint="nothing was changed; check the option's value against sshd_config(5) of "
+            "the image's OpenSSH",
+        )
     return ApplyResult(changes, per_control)
+
+
+#: sshd reads everything under here; a change there is tested with the image's own sshd
+SSHD_DIR = "/etc/ssh/"
+SSHD = "/usr/sbin/sshd"
+#: a throwaway host key in the session's /run (sshd -t refuses to run without one)
+_SSHD_TEST = (
+    "mkdir -p -m 0755 /run/sshd && k=$(mktemp -u /run/goldsmith-hostkey.XXXXXX) && "
+    'ssh-keygen -q -t ed25519 -N "" -f "$k" && {sshd} -t -h "$k"; rc=$?; '
+    'rm -f "$k" "$k.pub"; exit $rc'
+)
+
+
+def _sshd_rejects(target: Target, changes: Sequence[Change]) -> str | None:
+    """sshd -t's complaint about the configuration written, or None if it accepts it (or
+    nothing sshd reads changed, or the image has no sshd)."""
+    if not any(c.object.startswith(SSHD_DIR) for c in changes) or not target.exists(SSHD):
+        return None
+    argv = [SSHD, "-t"] if target.live else ["/bin/sh", "-c", _SSHD_TEST.format(sshd=SSHD)]
+    r = target.run(argv, check=False)
+    if r.ok:
+        return None
+    return " ".join((r.stderr or r.stdout).split()) or f"exit status {r.returncode}"
+
+
+def _blame(
+    resolved: Sequence[ResolvedControl], per_control: Mapping[str, list[Change]], message: str
+) -> ResolvedControl | None:
+    """The control most likely at fault: one that changed sshd's files, preferring one whose
+    profile params appear in sshd's message, then one the profile overrides."""
+    touched = [
+        rc
+        for rc in resolved
+        if any(c.object.startswith(SSHD_DIR) for c in per_control.get(rc.id, ()))
+    ]
+
+    def named(rc: ResolvedControl) -> bool:
+        return any(isinstance(v, str) and v and v in message for v in rc.overrides.values())
+
+    for pick in (named, lambda rc: bool(rc.overrides), lambda rc: True):
+        found = [rc for rc in touched if pick(rc)]
+        if found:
+            return found[0]
+    return None
 
 
 @dataclass(frozen=True)
