@@ -393,6 +393,152 @@ def _find_disk(path: Path) -> Path:
     return path
 
 
+# scan ------------------------------------------------------------------------------------------
+@app.command("scan")
+def scan(
+    rootfs: Annotated[
+        Path | None, typer.Option("--rootfs", help="Scan this unpacked rootfs (read only).")
+    ] = None,
+    host: Annotated[bool, typer.Option("--host", help="Scan the running system.")] = False,
+    profile: ProfileArg = "nanoclaw-debian13",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write scan.json, scan.junit.xml, scan.sarif and artifacts."),
+    ] = None,
+    lynis: Annotated[
+        bool | None,
+        typer.Option("--lynis/--no-lynis", help="Run Lynis (chroot; default on for --rootfs)."),
+    ] = None,
+    openscap: Annotated[
+        bool | None,
+        typer.Option(
+            "--openscap/--no-openscap", help="Run oscap-chroot, CIS L2 (default on for --rootfs)."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path, typer.Option("--cache-dir", help="Pinned scanner content cache.")
+    ] = Path("/var/cache/goldsmith"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every control's check (and Lynis, OpenSCAP); exit 1 if a failure is not excepted."""
+    import tempfile
+
+    from goldsmith.model.profile_loader import load_profile
+    from goldsmith.scan.formats import OutputFormat, write_reports
+    from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
+
+    if (rootfs is None) == (not host):
+        raise GoldsmithError("give exactly one of --rootfs DIR and --host")
+    loaded = load_profile(profile)
+    with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
+        opts = ScanOptions(
+            lynis=lynis if lynis is not None else rootfs is not None,
+            openscap=openscap if openscap is not None else rootfs is not None,
+            work_dir=out_dir if out_dir is not None else Path(tmp),
+            cache_dir=cache_dir,
+        )
+        if rootfs is not None:
+            report = scan_rootfs(rootfs, loaded, opts)
+        else:
+            report = scan_host(loaded, opts)
+    written = write_reports(report, out_dir) if out_dir is not None else []
+    if as_json:
+        sys.stdout.write(OutputFormat.JSON.to_format().render(report))
+    else:
+        _print_scan(report, written)
+    if not report.compliant:
+        raise typer.Exit(EXIT_FAIL)
+
+
+def _print_scan(report: Any, written: list[Path]) -> None:
+    from goldsmith.model.records import Status
+
+    table = Table(title=f"goldsmith scan: {escape(report.target)} ({report.profile_name})")
+    table.add_column("CIS section")
+    for head in ("passed", "failed", "excepted", "n/a", "errors"):
+        table.add_column(head, justify="right")
+    cols = (Status.PASS, Status.FAIL, Status.EXCEPTED, Status.NOT_APPLICABLE, Status.ERROR)
+    for s in report.sections():
+        table.add_row(f"{s.section} {s.title}", *(str(s.counts[c]) for c in cols))
+    total = report.counts()
+    table.add_row("[bold]all findings[/bold]", *(f"[bold]{total[c]}[/bold]" for c in cols))
+    out.print(table)
+    for run in report.scanners:
+        state = "ran" if run.ran else "[red]did not run[/red]"
+        secs = f" in {run.seconds:.1f} s" if run.seconds is not None else ""
+        note = f" ({escape(run.reason)})" if run.reason else ""
+        out.print(f"{run.source.value:>10}: {state}{secs}{note}")
+    if report.lynis is not None:
+        out.print(f"Lynis hardening index: {report.lynis.hardening_index} ({report.lynis.mode})")
+    if report.openscap is not None and report.openscap.pass_rate is not None:
+        out.print(
+            f"OpenSCAP pass rate: {report.openscap.pass_rate:.1%} ({report.openscap.profile_id})"
+        )
+    for d in report.disagreements:
+        out.print(
+            f"[yellow]disagreement[/yellow] CIS {d.cis}: "
+            f"goldsmith {d.goldsmith}, OpenSCAP {d.openscap}"
+        )
+    for r in report.exceptions:
+        if r.state != "active":
+            out.print(
+                f"[yellow]{r.state} exception[/yellow]: {escape(r.exception.control)} "
+                f"(expires {r.exception.expires})"
+            )
+    for item in report.items:
+        if item.finding.status in (Status.FAIL, Status.ERROR):
+            f = item.finding
+            out.print(
+                f"[red]{f.status.value}[/red] {escape(f.control)}: "
+                f"{escape(f.evidence.observed[:120])}"
+            )
+    for path in written:
+        out.print(f"wrote {path}")
+    verdict = "[green]compliant[/green]" if report.compliant else "[red]NOT compliant[/red]"
+    out.print(f"{verdict}: {report.failures_not_excepted} failures not excepted")
+
+
+# gate ------------------------------------------------------------------------------------------
+@app.command("gate")
+def gate(
+    profile: ProfileArg = "nanoclaw-debian13",
+    results: Annotated[
+        Path, typer.Option("--results", help="Directory with scan.json and boottest.json.")
+    ] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate the profile's gates over the results; explain each miss; exit 1 on any."""
+    from goldsmith.model.profile_loader import load_profile
+    from goldsmith.pipeline.gates import evaluate_gates, read_results
+
+    loaded = load_profile(profile)
+    outcome = evaluate_gates(loaded.profile.gates, read_results(results))
+    if as_json:
+        _print_json(
+            {
+                "passed": all(g.passed for g in outcome),
+                "gates": [
+                    {
+                        "name": g.name,
+                        "passed": g.passed,
+                        "required": g.required,
+                        "observed": g.observed,
+                        "explanation": g.explanation,
+                    }
+                    for g in outcome
+                ],
+            }
+        )
+    else:
+        for g in outcome:
+            mark = "[green]pass[/green]" if g.passed else "[red]MISS[/red]"
+            out.print(f"{mark} {g.name}: {escape(g.observed)} (required {escape(g.required)})")
+            if g.explanation:
+                out.print(f"     {escape(g.explanation)}")
+    if not all(g.passed for g in outcome):
+        raise typer.Exit(EXIT_FAIL)
+
+
 # inventory -------------------------------------------------------------------------------------
 @app.command("inventory")
 def inventory(
