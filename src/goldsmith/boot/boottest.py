@@ -237,10 +237,12 @@ def _scan_goldsmith(
     }
     helptext = client.run(["python3", pyz, "scan", "--help"], sudo=True, timeout=120)
     if helptext.returncode != 0:
+        text = helptext.stderr or helptext.stdout
+        said = [ln.strip(" │|") for ln in text.splitlines() if "No such command" in ln]
         info.update(
             status="not_run",
             reason="this goldsmith has no working `scan` command: "
-            + (helptext.stderr or helptext.stdout).strip()[-300:],
+            + (said[0].strip() if said else text.strip()[-300:]),
         )
         return info
     argv = ["python3", pyz, "scan", "--host", "--json"]
@@ -473,6 +475,14 @@ def _boot_and_check(
                 t0 = time.monotonic()
                 doc["scanners"] = _scanners(client, profile, opts, art)
                 timings["scanners"] = round(time.monotonic() - t0, 3)
+            if not vm.alive:
+                # the guest went away under us (panic, reset): say so, with QEMU's view
+                rc = vm.proc.poll()
+                stderr = vm.qemu_stderr().strip()[-1000:]
+                return (
+                    f"QEMU exited (status {rc}) during the test; stderr: {stderr or 'empty'}; "
+                    f"console (last 20 lines):\n{vm.console.tail(20)}"
+                )
             say("powering off")
             t0 = time.monotonic()
             doc["clean_shutdown"] = vm.powerdown(timeout=opts.powerdown_timeout)
