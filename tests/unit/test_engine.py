@@ -300,3 +300,56 @@ def test_sshd_rejecting_the_result_rolls_back_and_names_the_control(
     assert e.exit_code == 2 and e.key == "controls.test.ciphers" and e.line == 3
     assert "Bad SSH2 cipher spec 'not-a-cipher'" in e.message
     assert tree_hash(root) == before
+
+
+class PreflightSshdTarget(RootfsTarget):
+    """A fake root whose 'sshd -t -f /dev/null -o ...' rejects the cipher 'not-a-cipher'."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.runs: list[tuple[str, ...]] = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> RunResult:
+        self.runs.append(tuple(argv))
+        if "Ciphers=not-a-cipher" in argv:
+            return RunResult(tuple(argv), 255, "", "Bad SSH2 cipher spec 'not-a-cipher'.\n")
+        return RunResult(tuple(argv), 0, "", "")
+
+
+def test_sshd_options_are_tried_before_anything_is_written(tmp_path: Path, root: Path) -> None:
+    d = tmp_path / "pre-cat"
+    d.mkdir()
+    (d / "01.yaml").write_text(
+        CATALOGUE
+        + """\
+  - id: test.sshd-ciphers
+    title: sshd ciphers option
+    rationale: an sshd option the image's sshd is asked about before any write
+    level: 1
+    rule: {type: config-option, path: /etc/ssh/sshd_config, style: sshd, key: Ciphers,
+           value: aes256-ctr}
+    references: {cis-debian13: ["5.1.6"]}
+"""
+    )
+    write(root, "/usr/sbin/sshd", "#!/bin/false\n", 0o755)
+    write(root, "/etc/ssh/sshd_config", "Port 22\n", 0o644)
+    p = _profile(tmp_path, "  test.sshd-ciphers: {params: {value: not-a-cipher}}\n")
+    loaded = load_profile(str(p))
+    resolved = resolve(loaded.profile, load_catalogue(d), loaded=loaded)
+    t = PreflightSshdTarget(root)
+    before = tree_hash(root)
+    with pytest.raises(ProfileError) as ei:
+        apply_all(t, resolved)
+    e = ei.value
+    assert e.key == "controls.test.sshd-ciphers" and (e.file, e.line) == (str(p), 3)
+    assert "rejects Ciphers=not-a-cipher" in e.message and "Bad SSH2 cipher" in e.message
+    assert tree_hash(root) == before
+    assert all("-f" in r and "/dev/null" in r for r in t.runs)  # only the preflight ran

@@ -208,9 +208,13 @@ def apply_all(target: Target, resolved: Sequence[ResolvedControl]) -> ApplyResul
     """Apply every control in order; on any failure restore what the run changed, then raise.
 
     A validator rejecting content (``sshd -t``) is a :class:`ProfileError` (exit 2) naming the
-    control; any other failure is an :class:`ApplyError` naming it. Package rules run apt in
-    the target: callers keep a ``target.session()`` and ``host_resolver(target)`` open.
+    control; any other failure is an :class:`ApplyError` naming it. sshd options are tried on
+    the image's sshd before anything is written (:func:`sshd_preflight`), because a rollback
+    cannot undo package installs; the written configuration is tested again afterwards.
+    Package rules run apt in the target: callers keep a ``target.session()`` and
+    ``host_resolver(target)`` open.
     """
+    sshd_preflight(target, resolved)
     journal = JournalTarget(target)
     per_control: dict[str, list[Change]] = {}
     changes: list[Change] = []
@@ -262,9 +266,21 @@ SSHD = "/usr/sbin/sshd"
 #: a throwaway host key in the session's /run (sshd -t refuses to run without one)
 _SSHD_TEST = (
     "mkdir -p -m 0755 /run/sshd && k=$(mktemp -u /run/goldsmith-hostkey.XXXXXX) && "
-    'ssh-keygen -q -t ed25519 -N "" -f "$k" && {sshd} -t -h "$k"; rc=$?; '
+    'ssh-keygen -q -t ed25519 -N "" -f "$k" && {sshd} -t -h "$k" "$@"; rc=$?; '
     'rm -f "$k" "$k.pub"; exit $rc'
 )
+
+
+def _sshd_test(target: Target, extra: Sequence[str] = ()) -> str | None:
+    """Run ``sshd -t`` (with ``extra`` args) in the target: its complaint, or None if fine."""
+    if target.live:
+        argv = [SSHD, "-t", *extra]
+    else:
+        argv = ["/bin/sh", "-c", _SSHD_TEST.format(sshd=SSHD), "sh", *extra]
+    r = target.run(argv, check=False)
+    if r.ok:
+        return None
+    return " ".join((r.stderr or r.stdout).split()) or f"exit status {r.returncode}"
 
 
 def _sshd_rejects(target: Target, changes: Sequence[Change]) -> str | None:
@@ -272,11 +288,37 @@ def _sshd_rejects(target: Target, changes: Sequence[Change]) -> str | None:
     nothing sshd reads changed, or the image has no sshd)."""
     if not any(c.object.startswith(SSHD_DIR) for c in changes) or not target.exists(SSHD):
         return None
-    argv = [SSHD, "-t"] if target.live else ["/bin/sh", "-c", _SSHD_TEST.format(sshd=SSHD)]
-    r = target.run(argv, check=False)
-    if r.ok:
-        return None
-    return " ".join((r.stderr or r.stdout).split()) or f"exit status {r.returncode}"
+    return _sshd_test(target)
+
+
+def sshd_preflight(target: Target, resolved: Sequence[ResolvedControl]) -> None:
+    """Before anything is written: every sshd option a control sets, given to the image's
+    ``sshd -t -f /dev/null -o Key=value``. A rejected one is a ProfileError naming it."""
+    from goldsmith.controls.configfile import Style
+    from goldsmith.controls.rules.config_option import ConfigOptionRule
+
+    opts = [
+        (rc, ["-o", f"{rc.rule.key}={rc.rule.value}"])
+        for rc in resolved
+        if isinstance(rc.rule, ConfigOptionRule) and rc.rule.style is Style.SSHD
+    ]
+    if not opts or not target.exists(SSHD):
+        return
+    if _sshd_test(target, ["-f", "/dev/null", *[a for _, o in opts for a in o]]) is None:
+        return
+    for rc, o in opts:
+        complaint = _sshd_test(target, ["-f", "/dev/null", *o])
+        if complaint is not None:
+            at = rc.position
+            raise ProfileError(
+                f"the image's sshd rejects {o[1]}: {complaint}",
+                file=at[0] if at else None,
+                line=at[1] if at else None,
+                column=at[2] if at else None,
+                key=f"controls.{rc.id}",
+                hint="nothing was changed; check the value against sshd_config(5) of the "
+                "image's OpenSSH",
+            )
 
 
 def _blame(
