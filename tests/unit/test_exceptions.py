@@ -132,5 +132,5 @@ def test_a_bad_exceptions_file_names_file_and_key(tmp_path: Path) -> None:
 def test_a_missing_exceptions_file_is_a_profile_error(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(PROFILE.format(file="nope.yaml"))
-    with pytest.raises(ProfileError, match="nope.yaml"):
+    with pytest.raises(ProfileError, match=r"nope\.yaml"):
         load_exceptions(load_profile(str(p)))
