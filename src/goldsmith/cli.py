@@ -207,23 +207,43 @@ def build(
 # boot test -------------------------------------------------------------------------------------
 @app.command("boottest")
 def boottest(
-    image: Annotated[Path, typer.Argument(help="A disk image (raw or qcow2) or an output dir.")],
+    image: Annotated[Path, typer.Argument(help="A build output dir (or a disk image in one).")],
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", help="Profile (default: the one build.json names)."),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the login prompt.")] = 600,
     accel: Annotated[str, typer.Option(help="auto, kvm or tcg.")] = "auto",
+    scanners: Annotated[
+        bool, typer.Option(help="Run goldsmith scan, Lynis and OpenSCAP in the guest.")
+    ] = True,
+    cache_dir: Annotated[
+        Path, typer.Option("--cache-dir", help="Scanner content and zipapp cache.")
+    ] = Path("/var/cache/goldsmith"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Boot a disk image under QEMU to a login prompt on the serial console, then power off."""
-    disk = _find_disk(image)
-    from goldsmith.boot.qemu import boot_to_login
+    """Boot a test copy of the image, log in over SSH, run the live checks and scanners."""
+    from goldsmith.boot.boottest import BoottestOptions, recorded_profile, run_boottest
+    from goldsmith.model.profile_loader import load_profile
 
-    result = boot_to_login(disk, timeout=timeout, accel=accel)
+    _find_disk(image)  # no disk image: a usage error before anything else
+    ref = profile or recorded_profile(image)
+    loaded = load_profile(ref)
+    opts = BoottestOptions(timeout=timeout, accel=accel, scanners=scanners, cache_dir=cache_dir)
+    progress = None if as_json else (lambda msg: err.print(f"[dim]… {escape(msg)}[/dim]"))
+    result = run_boottest(image, loaded.profile, opts, progress=progress)
     if as_json:
-        _print_json({"image": str(disk), "seconds": result.seconds, "accel": result.accel})
+        _print_json(result.doc)
     else:
-        out.print(
-            f"[green]booted[/green] {disk} to a login prompt in {result.seconds:.1f} s "
-            f"({result.accel}), powered off"
-        )
+        for c in result.checks:
+            mark = "[green]pass[/green]" if c.to_json()["passed"] else f"[red]{c.status}[/red]"
+            out.print(f"{mark:>22} {c.id:<28} {escape(c.observed[:100])}")
+        if result.doc.get("error"):
+            out.print(f"[red]error:[/red] {escape(str(result.doc['error']))}")
+        verdict = "[green]passed[/green]" if result.passed else "[red]FAILED[/red]"
+        out.print(f"boot test {verdict}; wrote {result.path}")
+    if not result.passed:
+        raise typer.Exit(EXIT_FAIL)
 
 
 def _find_disk(path: Path) -> Path:

@@ -1,0 +1,336 @@
+"""A throwaway copy of the gold disk with a boot-test account; the gold image is never touched.
+
+What is booted by ``goldsmith boottest`` is **the gold image plus this test account**, nothing
+else: ``cp --sparse=always`` of the raw image (a qcow2-only build is converted with
+``qemu-img convert``) into a work directory, then, on the copy's root filesystem (attached with
+``losetup -P``; the partition number comes from ``compute_layout``):
+
+- a user (``gsboottest`` by default) in the profile's SSH allow group (when the image has the
+  group), with the per-run ed25519 public key in ``~/.ssh/authorized_keys``, no password
+  (``*``: key login only);
+- the same public key in ``/root/.ssh/authorized_keys``, so the check that root cannot log in
+  proves sshd's policy (``PermitRootLogin no``, ``AllowGroups``) refuses a key root *would*
+  accept, not merely that root has no key;
+- ``/etc/sudoers.d/zz-goldsmith-boottest``: NOPASSWD sudo for that user, limited to the
+  commands the checks run. That list includes ``sh``, ``python3`` and ``tar`` (Lynis is a
+  shell script, goldsmith a zipapp), so on the copy the account is in effect root; it exists
+  only there. ``!use_pty`` for that user only: files are streamed over stdin into ``tar``,
+  which a pseudo-terminal would mangle.
+
+The gold image's sha256 is taken before the copy and again after the boot test (by the
+caller) and both are recorded: they must be equal. Every mount and loop device is undone in
+``finally``, also on errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from goldsmith.build.diskimage import _loop_device, _mounted, compute_layout
+from goldsmith.errors import BootTestError, BuildError, ToolMissingError
+from goldsmith.model.profile import Profile
+
+log = logging.getLogger(__name__)
+
+BOOT_USER = "gsboottest"
+SUDOERS_FILE = "/etc/sudoers.d/zz-goldsmith-boottest"
+#: every command the boot test runs with sudo (Debian 13 paths; sudo matches by inode too)
+SUDO_COMMANDS = (
+    "/usr/bin/mkdir",
+    "/usr/bin/tar",
+    "/usr/bin/cat",
+    "/usr/bin/rm",
+    "/usr/bin/sh",
+    "/usr/bin/python3",
+    "/usr/bin/stat",
+    "/usr/bin/find",
+    "/usr/bin/findmnt",
+    "/usr/bin/ss",
+    "/usr/bin/systemctl",
+    "/usr/sbin/sysctl",
+    "/usr/sbin/auditctl",
+    "/usr/sbin/sshd",
+    "/usr/bin/oscap",
+)
+AUDIT_RULES_DIR = "/etc/audit/rules.d"
+INJECTION_NOTE = (
+    "The booted disk is a throwaway copy of the gold image plus a boot-test account (user, "
+    "its SSH key, the same key for root, a sudoers file); the gold image file itself is "
+    "never written (its sha256 is recorded before and after)."
+)
+HOST_TOOLS = {"useradd": "passwd", "losetup": "mount", "cp": "coreutils"}
+
+
+@dataclass(frozen=True)
+class Injection:
+    """What was added to the copy, recorded in boottest.json."""
+
+    user: str
+    uid: int
+    groups: tuple[str, ...]
+    allow_group: str | None  # the profile's SSH allow group
+    allow_group_in_image: bool
+    key_fingerprint: str
+    files: tuple[str, ...]  # in-image paths written or appended to
+    sudo_commands: tuple[str, ...]
+    note: str = INJECTION_NOTE
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """Read from the copy before anything was injected (i.e. from the gold image)."""
+
+    #: rule lines of /etc/audit/rules.d/*.rules in augenrules' order, comments dropped
+    audit_rules: tuple[str, ...]
+    audit_rules_files: tuple[str, ...]
+    #: /etc/ssh/ssh_host_* present in the image (the gold image must ship none)
+    ssh_host_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TestCopy:
+    __test__ = False
+
+    disk: Path
+    gold: Path
+    gold_sha256: str
+    injection: Injection
+    facts: ImageFacts
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _run(argv: list[str], what: str, *, timeout: float = 600) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise BuildError(f"{what}: timed out after {timeout:.0f} s", argv=argv) from e
+    if proc.returncode != 0:
+        raise BuildError(what, argv=argv, stderr=proc.stderr or proc.stdout)
+    return proc.stdout
+
+
+def copy_disk(gold: Path, dest: Path) -> Path:
+    """A sparse raw copy of ``gold`` at ``dest`` (qcow2 is converted to raw)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with gold.open("rb") as f:
+        qcow2 = f.read(4) == b"QFI\xfb"
+    if qcow2:
+        if shutil.which("qemu-img") is None:
+            raise ToolMissingError("qemu-img", "qemu-utils")
+        _run(["qemu-img", "convert", "-O", "raw", str(gold), str(dest)], "converting the disk")
+    else:
+        _run(["cp", "--sparse=always", str(gold), str(dest)], "copying the disk")
+    return dest
+
+
+def audit_rule_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _version_key(name: str) -> list[tuple[int, int | str]]:
+    # ls -v as augenrules sorts: digit runs compare as numbers
+    import re
+
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def read_facts(root: Path) -> ImageFacts:
+    rules_dir = root / AUDIT_RULES_DIR.lstrip("/")
+    lines: list[str] = []
+    files: list[str] = []
+    if rules_dir.is_dir() and not rules_dir.is_symlink():
+        for p in sorted(rules_dir.iterdir(), key=lambda p: _version_key(p.name)):
+            if p.name.endswith(".rules") and p.is_file() and not p.is_symlink():
+                files.append(f"{AUDIT_RULES_DIR}/{p.name}")
+                lines += audit_rule_lines(p.read_text(errors="replace"))
+    ssh_dir = root / "etc/ssh"
+    keys = (
+        sorted(f"/etc/ssh/{p.name}" for p in ssh_dir.glob("ssh_host_*")) if ssh_dir.is_dir() else []
+    )
+    return ImageFacts(
+        audit_rules=tuple(lines), audit_rules_files=tuple(files), ssh_host_keys=tuple(keys)
+    )
+
+
+def _groups(root: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for line in (root / "etc/group").read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isdigit():
+            out[parts[0]] = int(parts[2])
+    return out
+
+
+def _passwd_entry(root: Path, user: str) -> tuple[int, int, str]:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) >= 7 and parts[0] == user:
+            return int(parts[2]), int(parts[3]), parts[5]
+    raise BootTestError(f"user {user} missing from the copy's /etc/passwd after useradd")
+
+
+def _inside(root: Path, in_image: str) -> Path:
+    """``root`` + an in-image path; refuses symlinks on the way (a hostile image)."""
+    cur = root
+    for part in Path(in_image.lstrip("/")).parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise BootTestError(f"{in_image}: {cur} is a symlink in the image; refusing to write")
+    return cur
+
+
+def _write_key(root: Path, home: str, uid: int, gid: int, key_line: str) -> str:
+    ssh_dir = _inside(root, f"{home}/.ssh")
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chown(ssh_dir, uid, gid)
+    ssh_dir.chmod(0o700)
+    auth = ssh_dir / "authorized_keys"
+    if auth.is_symlink():
+        raise BootTestError(f"{home}/.ssh/authorized_keys is a symlink in the image")
+    existing = auth.read_text() if auth.exists() else ""
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    auth.write_text(existing + key_line + "\n")
+    os.chown(auth, uid, gid)
+    auth.chmod(0o600)
+    return f"{home}/.ssh/authorized_keys"
+
+
+def sudoers_text(user: str) -> str:
+    cmds = ", ".join(SUDO_COMMANDS)
+    return (
+        "# goldsmith boot test: present only in the throwaway copy `goldsmith boottest`\n"
+        "# boots, never in the gold image. sh, python3 and tar make this account root.\n"
+        f"Cmnd_Alias GOLDSMITH_BOOTTEST = {cmds}\n"
+        f"Defaults:{user} !use_pty, !requiretty\n"
+        f"{user} ALL=(root) NOPASSWD: GOLDSMITH_BOOTTEST\n"
+    )
+
+
+def inject(
+    root: Path, *, key_line: str, fingerprint: str, allow_group: str | None, user: str = BOOT_USER
+) -> Injection:
+    """Add the boot-test account to the mounted root filesystem of a copy."""
+    if shutil.which("useradd") is None:
+        raise ToolMissingError("useradd", "passwd")
+    groups = _groups(root)
+    if user in {ln.split(":")[0] for ln in (root / "etc/passwd").read_text().splitlines()}:
+        raise BootTestError(f"the image already has a user {user!r}; pick another test user")
+    member = [allow_group] if allow_group and allow_group in groups else []
+    argv = [
+        "useradd",
+        "--root",
+        str(root),
+        "--create-home",
+        "--user-group",
+        "--shell",
+        "/bin/sh",
+        "--password",
+        "*",
+        "--comment",
+        "goldsmith boot test (throwaway copy only)",
+    ]
+    if member:
+        argv += ["--groups", ",".join(member)]
+    _run([*argv, user], f"adding the test user {user} to the copy")
+    uid, gid, home = _passwd_entry(root, user)
+    files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", home]
+    files.append(_write_key(root, home, uid, gid, key_line))
+    files.append(_write_key(root, "/root", 0, 0, key_line))
+    sudoers = _inside(root, SUDOERS_FILE)
+    sudoers.write_text(sudoers_text(user))
+    sudoers.chmod(0o440)
+    os.chown(sudoers, 0, 0)
+    files.append(SUDOERS_FILE)
+    visudo = root / "usr/sbin/visudo"
+    if visudo.is_file():
+        # the image's own visudo judges the file (the host may have no sudo at all)
+        _run(
+            ["chroot", str(root), "/usr/sbin/visudo", "-c", "-q", "-f", SUDOERS_FILE],
+            "checking the test sudoers file",
+        )
+    return Injection(
+        user=user,
+        uid=uid,
+        groups=tuple([user, *member]),
+        allow_group=allow_group,
+        allow_group_in_image=bool(member),
+        key_fingerprint=fingerprint,
+        files=tuple(files),
+        sudo_commands=SUDO_COMMANDS,
+    )
+
+
+@contextmanager
+def _mounted_root(disk: Path, profile: Profile) -> Iterator[Path]:
+    for tool, package in HOST_TOOLS.items():
+        if shutil.which(tool) is None:
+            raise ToolMissingError(tool, package)
+    root_part = compute_layout(profile).root.number
+    with (
+        _loop_device(disk, [root_part]) as dev,
+        tempfile.TemporaryDirectory(prefix="goldsmith-inject-") as mnt,
+        _mounted([f"{dev}p{root_part}"], Path(mnt), "the copy's root filesystem") as root,
+    ):
+        yield root
+
+
+def prepare_test_copy(
+    gold: Path,
+    profile: Profile,
+    work_dir: Path,
+    *,
+    key_line: str,
+    fingerprint: str,
+    allow_group: str | None,
+    user: str = BOOT_USER,
+) -> TestCopy:
+    """Copy ``gold`` into ``work_dir``, read the image facts, inject the test account."""
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
+    gold_sha = sha256_file(gold)
+    seconds["gold_sha256"] = round(time.monotonic() - t0, 3)
+    t0 = time.monotonic()
+    disk = copy_disk(gold, work_dir / "boottest-copy.raw")
+    seconds["copy"] = round(time.monotonic() - t0, 3)
+    t0 = time.monotonic()
+    try:
+        with _mounted_root(disk, profile) as root:
+            facts = read_facts(root)
+            injection = inject(
+                root,
+                key_line=key_line,
+                fingerprint=fingerprint,
+                allow_group=allow_group,
+                user=user,
+            )
+    except BaseException:
+        disk.unlink(missing_ok=True)
+        raise
+    seconds["inject"] = round(time.monotonic() - t0, 3)
+    return TestCopy(
+        disk=disk,
+        gold=gold,
+        gold_sha256=gold_sha,
+        injection=injection,
+        facts=facts,
+        seconds=seconds,
+    )

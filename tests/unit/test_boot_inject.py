@@ -1,0 +1,220 @@
+"""The boot-test copy: the account lands in the copy, never in the gold image (root only)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from goldsmith.boot.inject import (
+    SUDOERS_FILE,
+    prepare_test_copy,
+    read_facts,
+    sha256_file,
+    sudoers_text,
+)
+from goldsmith.build.diskimage import compute_layout, mkfs_argv, render_sfdisk_script
+from goldsmith.errors import BootTestError
+from goldsmith.model.profile import Partition, Profile
+from goldsmith.model.profile_loader import load_profile
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("sfdisk") is None or shutil.which("useradd") is None,
+    reason="needs root (loop devices, mount), sfdisk and useradd",
+)
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtestkeytestkeytestkeytestkeytestkeytestkey t@x"
+
+
+def small_profile() -> Profile:
+    base = load_profile("nanoclaw-debian13").profile
+    image = base.image.model_copy(
+        update={
+            "root_size": "24M",
+            "partitions": [
+                Partition(mountpoint="/tmp", fs="tmpfs", size="8M", options=["nodev"]),
+                Partition(mountpoint="/var/log", fs="ext4", size="8M", options=["nodev"]),
+            ],
+        }
+    )
+    return base.model_copy(update={"image": image})
+
+
+def make_tree(root: Path, *, with_group: bool = True) -> None:
+    (root / "etc/audit/rules.d").mkdir(parents=True)
+    (root / "etc/sudoers.d").mkdir(parents=True)
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "home").mkdir()
+    (root / "root").mkdir(mode=0o700)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    (root / "etc/shadow").write_text("root:*:20000:0:99999:7:::\n")
+    groups = "root:x:0:\n" + ("sshusers:x:998:\n" if with_group else "")
+    (root / "etc/group").write_text(groups)
+    (root / "etc/gshadow").write_text(groups.replace(":x:", ":*:").replace(":998:", ":"))
+    (root / "etc/shadow").chmod(0o640)
+    (root / "etc/audit/rules.d/10-base.rules").write_text("-D\n-b 8192\n")
+    (root / "etc/audit/rules.d/2-first.rules").write_text("# c\n-w /etc/passwd -p wa -k id\n")
+    (root / "etc/audit/rules.d/99-finalize.rules").write_text("-e 2\n")
+
+
+def make_disk(tmp_path: Path, profile: Profile, **tree_kw: bool) -> Path:
+    layout = compute_layout(profile)
+    disk = tmp_path / "gold.raw"
+    with disk.open("wb") as f:
+        f.truncate(layout.size)
+    subprocess.run(
+        ["sfdisk", "--quiet", str(disk)],
+        input=render_sfdisk_script(layout),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    for p in layout.partitions:
+        tree = tmp_path / f"tree-{p.label}"
+        tree.mkdir()
+        if p.mountpoint == "/":
+            make_tree(tree, **tree_kw)
+        subprocess.run(mkfs_argv(p, tree, disk), check=True, capture_output=True)
+    return disk
+
+
+@contextlib.contextmanager
+def mounted_root(disk: Path, profile: Profile, where: Path) -> Iterator[Path]:
+    root = compute_layout(profile).root
+    where.mkdir()
+    subprocess.run(
+        [
+            "mount",
+            "-o",
+            f"ro,loop,offset={root.offset},sizelimit={root.size}",
+            str(disk),
+            str(where),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def loop_devices_of(path: Path) -> str:
+    return subprocess.run(
+        ["losetup", "-j", str(path)], capture_output=True, text=True, check=False
+    ).stdout
+
+
+@needs_root
+def test_account_goes_into_the_copy_and_the_gold_image_is_unchanged(tmp_path: Path) -> None:
+    profile = small_profile()
+    gold = make_disk(tmp_path, profile)
+    before = sha256_file(gold)
+    copy = prepare_test_copy(
+        gold,
+        profile,
+        tmp_path / "work",
+        key_line=KEY,
+        fingerprint="SHA256:t",
+        allow_group="sshusers",
+    )
+    assert sha256_file(gold) == before == copy.gold_sha256
+    assert copy.disk != gold and copy.disk.is_file()
+    assert not loop_devices_of(copy.disk), "loop device left attached"
+    inj = copy.injection
+    assert inj.user == "gsboottest" and inj.allow_group_in_image
+    assert set(inj.groups) == {"gsboottest", "sshusers"}
+    # the facts were read before the injection, from the image as built
+    assert copy.facts.audit_rules == ("-w /etc/passwd -p wa -k id", "-D", "-b 8192", "-e 2")
+    assert copy.facts.ssh_host_keys == ()
+
+    with mounted_root(copy.disk, profile, tmp_path / "copy") as root:
+        passwd = (root / "etc/passwd").read_text()
+        assert "gsboottest:" in passwd
+        assert "sshusers:x:998:gsboottest" in (root / "etc/group").read_text()
+        shadow = {
+            ln.split(":")[0]: ln.split(":")[1]
+            for ln in (root / "etc/shadow").read_text().splitlines()
+        }
+        assert shadow["gsboottest"] == "*"  # no password: key login only
+        auth = root / "home/gsboottest/.ssh/authorized_keys"
+        assert auth.read_text() == KEY + "\n"
+        assert auth.stat().st_mode & 0o777 == 0o600
+        uid = int(passwd.split("gsboottest:x:")[1].split(":")[0])
+        assert auth.stat().st_uid == uid
+        assert (root / "root/.ssh/authorized_keys").read_text() == KEY + "\n"
+        sudoers = root / SUDOERS_FILE.lstrip("/")
+        assert sudoers.read_text() == sudoers_text("gsboottest")
+        assert sudoers.stat().st_mode & 0o777 == 0o440
+    with mounted_root(gold, profile, tmp_path / "gold") as root:
+        assert "gsboottest" not in (root / "etc/passwd").read_text()
+        assert not (root / SUDOERS_FILE.lstrip("/")).exists()
+        assert not (root / "root/.ssh").exists()
+
+
+@needs_root
+def test_missing_allow_group_is_recorded_not_invented(tmp_path: Path) -> None:
+    profile = small_profile()
+    gold = make_disk(tmp_path, profile, with_group=False)
+    copy = prepare_test_copy(
+        gold,
+        profile,
+        tmp_path / "work",
+        key_line=KEY,
+        fingerprint="SHA256:t",
+        allow_group="sshusers",
+    )
+    assert not copy.injection.allow_group_in_image
+    assert copy.injection.groups == ("gsboottest",)
+    with mounted_root(copy.disk, profile, tmp_path / "copy") as root:
+        assert "sshusers" not in (root / "etc/group").read_text()
+
+
+@needs_root
+def test_existing_user_name_is_refused_and_cleaned_up(tmp_path: Path) -> None:
+    profile = small_profile()
+    gold = make_disk(tmp_path, profile)
+    prepare_test_copy(
+        gold,
+        profile,
+        tmp_path / "w1",
+        key_line=KEY,
+        fingerprint="x",
+        allow_group=None,
+        user="root2",
+    )
+    with pytest.raises(BootTestError, match="already has a user 'root'"):
+        prepare_test_copy(
+            gold,
+            profile,
+            tmp_path / "w2",
+            key_line=KEY,
+            fingerprint="x",
+            allow_group=None,
+            user="root",
+        )
+    assert not (tmp_path / "w2/boottest-copy.raw").exists()
+    assert not loop_devices_of(tmp_path / "w2/boottest-copy.raw")
+
+
+def test_facts_follow_augenrules_order_and_skip_comments(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    facts = read_facts(tmp_path)
+    assert facts.audit_rules_files == (
+        "/etc/audit/rules.d/2-first.rules",
+        "/etc/audit/rules.d/10-base.rules",
+        "/etc/audit/rules.d/99-finalize.rules",
+    )
+    (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("x")
+    assert read_facts(tmp_path).ssh_host_keys == ("/etc/ssh/ssh_host_ed25519_key",)
+
+
+def test_sudoers_names_only_the_listed_commands() -> None:
+    text = sudoers_text("gsboottest")
+    assert "NOPASSWD: GOLDSMITH_BOOTTEST" in text
+    assert "NOPASSWD: ALL" not in text
+    assert "Defaults:gsboottest !use_pty" in text

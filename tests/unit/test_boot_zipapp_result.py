@@ -1,0 +1,152 @@
+"""The zipapp's bootstrap and pip arguments; the boot test's SSH policy results and JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import zipapp
+from collections.abc import Sequence
+from pathlib import Path
+
+from goldsmith.boot import zipapp as gz
+from goldsmith.boot.boottest import (
+    _tar_of,
+    recorded_profile,
+    setid_from_inventory,
+    ssh_policy_checks,
+)
+from goldsmith.boot.checks import CheckResult
+from goldsmith.boot.ssh import CommandResult, SshClient, TestKey
+from goldsmith.model.records import Status
+
+SSHD_T_HARDENED = (
+    "port 2222\npermitrootlogin no\npasswordauthentication no\nkbdinteractiveauthentication no\n"
+)
+
+
+def test_bootstrap_extracts_once_beside_the_archive_and_runs_the_cli(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    pkg = app / "site" / "goldsmith"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "cli.py").write_text(
+        "import sys\ndef main(argv):\n    print('cli', argv, __file__)\n    return 3\n"
+    )
+    (app / "__main__.py").write_text(gz.BOOTSTRAP)
+    (app / gz.STAMP).write_text(json.dumps({"digest": "d1"}))
+    pyz = tmp_path / "g.pyz"
+    zipapp.create_archive(app, pyz, compressed=True)
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, str(pyz), "scan", "--host"], capture_output=True, text=True
+        )
+        assert proc.returncode == 3
+        assert "cli ['scan', '--host']" in proc.stdout
+        # imported from the extracted tree (a real directory), not from inside the zip
+        assert f"{pyz}.d/d1/site/goldsmith/cli.py" in proc.stdout
+    assert (tmp_path / "g.pyz.d/d1/.complete").is_file()
+
+
+def test_bootstrap_names_the_stamp_it_is_built_with() -> None:
+    assert f'STAMP = "{gz.STAMP}"' in gz.BOOTSTRAP
+
+
+def test_pip_targets_the_guest_python_and_pins(tmp_path: Path) -> None:
+    reqs, pins = gz.dependency_pins()
+    assert any(r.startswith("pydantic") for r in reqs)
+    assert not [r for r in reqs if "pytest" in r or "mypy" in r]  # dev extras stay out
+    assert not [p for p in pins if p.lower().startswith("goldsmith==")]
+    argv = gz.pip_argv(tmp_path / "site", reqs, tmp_path / "c.txt", "3.13")
+    assert argv[argv.index("--python-version") + 1] == "3.13"
+    assert "cp313" in argv and "--only-binary=:all:" in argv
+    assert argv[argv.index("-c") + 1] == str(tmp_path / "c.txt")
+
+
+def test_tar_for_the_guest_is_root_owned(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/f").write_text("x")
+    data = _tar_of([(tmp_path / "d", "lynis")])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+    assert {m.name for m in members} == {"lynis", "lynis/f"}
+    assert all(m.uid == 0 and m.gid == 0 and m.uname == "root" for m in members)
+
+
+class FakeClient(SshClient):
+    def __init__(self, answers: dict[str, CommandResult]) -> None:
+        key = TestKey(Path("/k"), Path("/k.pub"), "ssh-ed25519 X", "SHA256:k", Path("/kh"))
+        super().__init__("127.0.0.1", 2222, "gsboottest", key)
+        self.answers = answers
+
+    def run(  # type: ignore[override]
+        self,
+        command: Sequence[str] | str,
+        *,
+        user: str | None = None,
+        options: Sequence[str] = (),
+        **kw: object,
+    ) -> CommandResult:
+        if user == "root":
+            return self.answers["root"]
+        if any("PreferredAuthentications" in o for o in options):
+            return self.answers["password"]
+        return self.answers["sshd"]
+
+
+def _res(rc: int, out: str = "", err: str = "") -> CommandResult:
+    return CommandResult(("x",), rc, out, err, 0.1)
+
+
+def test_ssh_policy_passes_when_refused_and_configured() -> None:
+    client = FakeClient(
+        {
+            "sshd": _res(0, SSHD_T_HARDENED),
+            "password": _res(255, err="gsboottest@127.0.0.1: Permission denied (publickey)."),
+            "root": _res(255, err="root@127.0.0.1: Permission denied (publickey)."),
+        }
+    )
+    results = {r.id: r for r in ssh_policy_checks(client, 4.2)}
+    assert [r.status for r in results.values()] == [Status.PASS] * 3
+    assert "offered methods: publickey" in results["ssh.password-refused"].observed
+
+
+def test_ssh_policy_fails_on_offered_password_and_root_login() -> None:
+    client = FakeClient(
+        {
+            "sshd": _res(0, "permitrootlogin without-password\npasswordauthentication yes\n"),
+            "password": _res(255, err="u@h: Permission denied (publickey,password)."),
+            "root": _res(0),
+        }
+    )
+    results = {r.id: r for r in ssh_policy_checks(client, 1.0)}
+    assert results["ssh.password-refused"].status is Status.FAIL
+    assert results["ssh.root-refused"].status is Status.FAIL
+    assert "logged in" in results["ssh.root-refused"].observed
+
+
+def test_check_result_json_marks_excepted_as_passed() -> None:
+    doc = CheckResult("a", "t", Status.EXCEPTED, "e", "o", "h").to_json()
+    assert doc["passed"] is True and doc["status"] == "excepted"
+    assert CheckResult("a", "t", Status.ERROR, "e", "o", "h").to_json()["passed"] is False
+
+
+def test_recorded_profile_and_setid_inventory(tmp_path: Path) -> None:
+    (tmp_path / "build.json").write_text(
+        json.dumps({"profile": {"sources": ["goldsmith:profiles/nanoclaw-debian13.yaml"]}})
+    )
+    assert recorded_profile(tmp_path) == "nanoclaw-debian13"
+    (tmp_path / "final-inventory.json").write_text(
+        json.dumps(
+            {
+                "files": [
+                    {"path": "/usr/bin/su", "type": "file", "mode": "4755"},
+                    {"path": "/var/mail", "type": "dir", "mode": "2775"},
+                    {"path": "/usr/bin/ls", "type": "file", "mode": "0755"},
+                ]
+            }
+        )
+    )
+    assert setid_from_inventory(tmp_path / "final-inventory.json") == {"/usr/bin/su"}
