@@ -406,6 +406,8 @@ class SysctlCheck(LiveCheck):
         if not want:
             return self.result(Status.NOT_APPLICABLE, "no sysctl controls", "-", "-")
         res = guest.run(["sysctl", *sorted(want)], sudo=True, timeout=60)
+        if res.returncode in (-1, 255):  # ssh or the timeout, not sysctl (unknown key: 1)
+            return _cmd_error(self, res, "sysctl prints the values")
         got: dict[str, str] = {}
         for line in res.stdout.splitlines():
             k, sep, v = line.partition("=")
@@ -616,6 +618,8 @@ class HostKeysCheck(LiveCheck):
             sudo=True,
             timeout=60,
         )
+        if res.returncode in (-1, 255):
+            return _cmd_error(self, res, "stat prints the host keys' times")
         keys: dict[str, int] = {}
         btime = None
         for line in res.stdout.splitlines():
