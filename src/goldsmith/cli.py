@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,8 @@ app = typer.Typer(
 )
 profile_app = typer.Typer(help="Inspect and validate profiles.", no_args_is_help=True)
 app.add_typer(profile_app, name="profile")
+controls_app = typer.Typer(help="Inspect the control catalogue.", no_args_is_help=True)
+app.add_typer(controls_app, name="controls")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -117,6 +120,134 @@ def profile_list(as_json: JsonOpt = False) -> None:
     else:
         for n in names:
             out.print(n)
+
+
+# controls --------------------------------------------------------------------------------------
+BENCHMARKS = ("cis-debian13", "cis-debian12")
+
+
+@controls_app.command("list")
+def controls_list(
+    benchmark: Annotated[
+        str | None,
+        typer.Option("--benchmark", help="Only controls of cis-debian13 or cis-debian12."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the catalogue's controls (id, level, rule type, CIS Debian 13 and 12 ids)."""
+    from goldsmith.controls.report import control_rows, coverage_summary
+
+    if benchmark is not None and benchmark not in BENCHMARKS:
+        raise GoldsmithError(
+            f"unknown benchmark {benchmark!r}", hint="one of: " + ", ".join(BENCHMARKS)
+        )
+    bench: Any = benchmark
+    rows = control_rows(bench)
+    summary = coverage_summary(bench) if bench else None
+    if as_json:
+        _print_json({"controls": rows, "coverage": summary} if summary else rows)
+        return
+    table = Table(show_edge=False)
+    table.add_column("id", no_wrap=True)
+    for col in ("level", "rule", "CIS D13", "CIS D12"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            f"L{r['level']}",
+            r["rule"],
+            ", ".join(r["cis-debian13"]),
+            ", ".join(r["cis-debian12"]),
+        )
+    out.print(table)
+    out.print(f"{len(rows)} controls")
+    if summary:
+        out.print(
+            f"{summary['benchmark']}: {summary['automated']} of {summary['recommendations']} "
+            f"L1/L2 Server recommendations automated ({summary['percent_automated']}%), "
+            f"{summary['manual']} manual, {summary['not_applicable']} not applicable, "
+            f"{len(summary['missing'])} missing"
+        )
+
+
+@controls_app.command("show")
+def controls_show(
+    control_id: Annotated[str, typer.Argument(metavar="ID", help="A control id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one control: metadata, references, default params and rationale."""
+    from goldsmith.controls.report import control_detail
+
+    d = control_detail(control_id)
+    if as_json:
+        _print_json(d)
+        return
+    out.print(f"[bold]{escape(d['id'])}[/bold]: {escape(d['title'])}")
+    out.print(f"level      L{d['level']}")
+    out.print(f"rule       {d['rule']}")
+    out.print(f"defined at {d['defined_at']}")
+    for kind, refs in d["references"].items():
+        out.print(f"{kind:<14} {', '.join(refs)}")
+    out.print("params:")
+    for k, v in d["params"].items():
+        out.print(f"  {k}: {escape(json.dumps(v, default=str))}", highlight=False)
+    out.print(f"rationale: {escape(d['rationale'])}")
+
+
+# apply -----------------------------------------------------------------------------------------
+@app.command("apply")
+def apply(
+    profile: ProfileArg = "nanoclaw-debian13",
+    rootfs: Annotated[Path, typer.Option("--rootfs", help="The image tree to harden.")] = Path(),
+    check: Annotated[
+        bool, typer.Option("--check", help="Only show what would change; change nothing.")
+    ] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show unified diffs of files.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a profile's controls to a rootfs (all or nothing), or --check what would change.
+
+    Exit 0: compliant (nothing would change / every check passes or is excepted); 1: --check
+    found changes, or a check fails after the apply; 2: a bad profile or a rejected option.
+    """
+    from goldsmith.controls.report import apply_profile
+    from goldsmith.model.profile_loader import load_profile
+
+    if rootfs == Path():
+        raise GoldsmithError("--rootfs is required", hint="goldsmith apply --rootfs DIR")
+    loaded = load_profile(profile)
+    report = apply_profile(loaded, rootfs, check=check, diff=diff)
+    if as_json:
+        _print_json(
+            {
+                "check_mode": report.check_mode,
+                "changes": [asdict(c) for c in report.changes],
+                "diffs": {p.control: p.diffs for p in report.planned if p.diffs},
+                "findings": [asdict(f) for f in report.findings],
+                "unexcepted_failures": [f.control for f in report.unexcepted],
+                "seconds": report.seconds,
+            }
+        )
+    else:
+        for p in report.planned:
+            for c in p.changes:
+                out.print(
+                    f"{escape(c.control)}: {escape(c.object)} {c.attribute}: "
+                    f"{escape(str(c.before))} -> {escape(str(c.after))}",
+                    highlight=False,
+                )
+            if diff:
+                for d in p.diffs:
+                    sys.stdout.write(d if d.endswith("\n") else d + "\n")
+        for f in report.unexcepted:
+            out.print(f"[red]{f.status}[/red] {escape(f.control)}: {escape(f.evidence.observed)}")
+        verb = "would change" if report.check_mode else "changed"
+        out.print(
+            f"{len(report.changes)} changes {verb} by {len(report.planned)} controls "
+            f"({report.seconds:.1f} s)"
+        )
+    if (report.check_mode and report.would_change) or report.unexcepted:
+        raise typer.Exit(EXIT_FAIL)
 
 
 # build -----------------------------------------------------------------------------------------
@@ -260,6 +391,152 @@ def _find_disk(path: Path) -> Path:
     if not path.is_file():
         raise GoldsmithError(f"{path}: no such disk image")
     return path
+
+
+# scan ------------------------------------------------------------------------------------------
+@app.command("scan")
+def scan(
+    rootfs: Annotated[
+        Path | None, typer.Option("--rootfs", help="Scan this unpacked rootfs (read only).")
+    ] = None,
+    host: Annotated[bool, typer.Option("--host", help="Scan the running system.")] = False,
+    profile: ProfileArg = "nanoclaw-debian13",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write scan.json, scan.junit.xml, scan.sarif and artifacts."),
+    ] = None,
+    lynis: Annotated[
+        bool | None,
+        typer.Option("--lynis/--no-lynis", help="Run Lynis (chroot; default on for --rootfs)."),
+    ] = None,
+    openscap: Annotated[
+        bool | None,
+        typer.Option(
+            "--openscap/--no-openscap", help="Run oscap-chroot, CIS L2 (default on for --rootfs)."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path, typer.Option("--cache-dir", help="Pinned scanner content cache.")
+    ] = Path("/var/cache/goldsmith"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every control's check (and Lynis, OpenSCAP); exit 1 if a failure is not excepted."""
+    import tempfile
+
+    from goldsmith.model.profile_loader import load_profile
+    from goldsmith.scan.formats import OutputFormat, write_reports
+    from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
+
+    if (rootfs is None) == (not host):
+        raise GoldsmithError("give exactly one of --rootfs DIR and --host")
+    loaded = load_profile(profile)
+    with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
+        opts = ScanOptions(
+            lynis=lynis if lynis is not None else rootfs is not None,
+            openscap=openscap if openscap is not None else rootfs is not None,
+            work_dir=out_dir if out_dir is not None else Path(tmp),
+            cache_dir=cache_dir,
+        )
+        if rootfs is not None:
+            report = scan_rootfs(rootfs, loaded, opts)
+        else:
+            report = scan_host(loaded, opts)
+    written = write_reports(report, out_dir) if out_dir is not None else []
+    if as_json:
+        sys.stdout.write(OutputFormat.JSON.to_format().render(report))
+    else:
+        _print_scan(report, written)
+    if not report.compliant:
+        raise typer.Exit(EXIT_FAIL)
+
+
+def _print_scan(report: Any, written: list[Path]) -> None:
+    from goldsmith.model.records import Status
+
+    table = Table(title=f"goldsmith scan: {escape(report.target)} ({report.profile_name})")
+    table.add_column("CIS section")
+    for head in ("passed", "failed", "excepted", "n/a", "errors"):
+        table.add_column(head, justify="right")
+    cols = (Status.PASS, Status.FAIL, Status.EXCEPTED, Status.NOT_APPLICABLE, Status.ERROR)
+    for s in report.sections():
+        table.add_row(f"{s.section} {s.title}", *(str(s.counts[c]) for c in cols))
+    total = report.counts()
+    table.add_row("[bold]all findings[/bold]", *(f"[bold]{total[c]}[/bold]" for c in cols))
+    out.print(table)
+    for run in report.scanners:
+        state = "ran" if run.ran else "[red]did not run[/red]"
+        secs = f" in {run.seconds:.1f} s" if run.seconds is not None else ""
+        note = f" ({escape(run.reason)})" if run.reason else ""
+        out.print(f"{run.source.value:>10}: {state}{secs}{note}")
+    if report.lynis is not None:
+        out.print(f"Lynis hardening index: {report.lynis.hardening_index} ({report.lynis.mode})")
+    if report.openscap is not None and report.openscap.pass_rate is not None:
+        out.print(
+            f"OpenSCAP pass rate: {report.openscap.pass_rate:.1%} ({report.openscap.profile_id})"
+        )
+    for d in report.disagreements:
+        out.print(
+            f"[yellow]disagreement[/yellow] CIS {d.cis}: "
+            f"goldsmith {d.goldsmith}, OpenSCAP {d.openscap}"
+        )
+    for r in report.exceptions:
+        if r.state != "active":
+            out.print(
+                f"[yellow]{r.state} exception[/yellow]: {escape(r.exception.control)} "
+                f"(expires {r.exception.expires})"
+            )
+    for item in report.items:
+        if item.finding.status in (Status.FAIL, Status.ERROR):
+            f = item.finding
+            out.print(
+                f"[red]{f.status.value}[/red] {escape(f.control)}: "
+                f"{escape(f.evidence.observed[:120])}"
+            )
+    for path in written:
+        out.print(f"wrote {path}")
+    verdict = "[green]compliant[/green]" if report.compliant else "[red]NOT compliant[/red]"
+    out.print(f"{verdict}: {report.failures_not_excepted} failures not excepted")
+
+
+# gate ------------------------------------------------------------------------------------------
+@app.command("gate")
+def gate(
+    profile: ProfileArg = "nanoclaw-debian13",
+    results: Annotated[
+        Path, typer.Option("--results", help="Directory with scan.json and boottest.json.")
+    ] = Path(),
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate the profile's gates over the results; explain each miss; exit 1 on any."""
+    from goldsmith.model.profile_loader import load_profile
+    from goldsmith.pipeline.gates import evaluate_gates, read_results
+
+    loaded = load_profile(profile)
+    outcome = evaluate_gates(loaded.profile.gates, read_results(results))
+    if as_json:
+        _print_json(
+            {
+                "passed": all(g.passed for g in outcome),
+                "gates": [
+                    {
+                        "name": g.name,
+                        "passed": g.passed,
+                        "required": g.required,
+                        "observed": g.observed,
+                        "explanation": g.explanation,
+                    }
+                    for g in outcome
+                ],
+            }
+        )
+    else:
+        for g in outcome:
+            mark = "[green]pass[/green]" if g.passed else "[red]MISS[/red]"
+            out.print(f"{mark} {g.name}: {escape(g.observed)} (required {escape(g.required)})")
+            if g.explanation:
+                out.print(f"     {escape(g.explanation)}")
+    if not all(g.passed for g in outcome):
+        raise typer.Exit(EXIT_FAIL)
 
 
 # inventory -------------------------------------------------------------------------------------

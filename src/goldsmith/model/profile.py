@@ -116,8 +116,14 @@ class ControlSettings(Strict):
     params: dict[str, Any] = {}
 
 
+#: what an exception names: a goldsmith control id (``sysctl.ip-forward``) or a scanner rule id
+#: (``lynis:SSH-7408``, ``openscap:sysctl_net_ipv4_ip_forward``; OpenSCAP's full
+#: ``xccdf_org.ssgproject.content_rule_...`` form is accepted too)
+EXCEPTION_TARGET_RE = r"^((lynis|openscap):[A-Za-z0-9][A-Za-z0-9_.:-]*|[a-z0-9][a-z0-9_.-]*)$"
+
+
 class ExceptionEntry(Strict):
-    control: Annotated[str, Field(min_length=1)]
+    control: Annotated[str, Field(min_length=1, pattern=EXCEPTION_TARGET_RE)]
     justification: Annotated[str, Field(min_length=10)]
     compensating_controls: list[str] = []
     owner: Annotated[str, Field(min_length=1)]
@@ -207,6 +213,9 @@ class Profile(Strict):
     agent: Agent = Agent()
     controls: dict[str, ControlSettings] = {}
     exceptions: list[ExceptionEntry] = []
+    #: a YAML file (``exceptions: [...]``) of further exceptions, relative to the profile
+    #: file that names it; read by ``goldsmith.scan.exceptions.load_exceptions``
+    exceptions_file: Annotated[str, Field(min_length=1)] | None = None
     logging: Logging = Logging()
     gates: Gates = Gates()
     image: Image = Image()

@@ -32,7 +32,7 @@ import math
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -85,6 +85,12 @@ class LoadedProfile:
     sources: tuple[str, ...]
     #: sha256 (hex) of the canonical JSON of the resolved profile (defaults included)
     digest: str
+    #: key path ("controls.sshd.port.params.value") -> (file, line, column) of the key
+    positions: dict[str, tuple[str, int, int]] = field(default_factory=dict, compare=False)
+
+    def position(self, key_path: str) -> tuple[str, int, int] | None:
+        """Where a key of the resolved profile was written (after extends:), if it was."""
+        return self.positions.get(key_path)
 
 
 # public API -----------------------------------------------------------------------------------
@@ -107,7 +113,20 @@ def load_profile(ref: str) -> LoadedProfile:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
         raise _validation_error(exc, tree, sources) from None
-    return LoadedProfile(profile=profile, sources=sources, digest=profile_digest(profile))
+    return LoadedProfile(
+        profile=profile,
+        sources=sources,
+        digest=profile_digest(profile),
+        positions=dict(_key_positions(tree)),
+    )
+
+
+def _key_positions(node: _Value, prefix: str = "") -> Iterator[tuple[str, tuple[str, int, int]]]:
+    if isinstance(node, _Map):
+        for key, entry in node.entries.items():
+            path = f"{prefix}.{key}" if prefix else key
+            yield path, (entry.key_pos.file, entry.key_pos.line, entry.key_pos.column)
+            yield from _key_positions(entry.value, path)
 
 
 def list_shipped() -> list[str]:

@@ -1,5 +1,6 @@
-"""The build pipeline: bootstrap -> base inventory -> packages -> minimise -> finalize ->
-final inventory -> export (rootfs tar, disk images) -> optional boot test.
+"""The build pipeline: bootstrap -> base inventory -> packages -> minimise -> harden (the
+profile's controls) -> network -> fstab -> finalize -> check (every control's check) -> final
+inventory -> export (rootfs tar, disk images) -> optional boot test.
 
 Everything lands in ``<out>/<profile>-<version>/`` only when the whole build succeeded: the
 build writes into a sibling ``.partial`` directory and renames it at the end, so a failed or
@@ -29,10 +30,12 @@ from goldsmith.build.export import export_rootfs_tar
 from goldsmith.build.finalize import finalize
 from goldsmith.build.inventory import take_inventory, write_inventory
 from goldsmith.build.network import configure_network
-from goldsmith.build.packages import MinimiseResult, install_packages, minimise
+from goldsmith.build.packages import MinimiseResult, host_resolver, install_packages, minimise
+from goldsmith.controls.catalogue import load_catalogue
+from goldsmith.controls.engine import apply_all, check_all, resolve, unexcepted_failures
 from goldsmith.errors import BuildError
 from goldsmith.model.profile_loader import LoadedProfile
-from goldsmith.model.records import Change
+from goldsmith.model.records import Change, Finding
 from goldsmith.pipeline.stages import StageClock, StageListener, _silent
 from goldsmith.targets.rootfs import RootfsTarget
 
@@ -71,6 +74,8 @@ def build_image(
     loaded: LoadedProfile, options: BuildOptions, listener: StageListener = _silent
 ) -> BuildResult:
     profile = loaded.profile
+    # every control id and param is checked before anything is written
+    controls = resolve(profile, load_catalogue(), loaded=loaded)
     clock = StageClock(listener)
     final_dir = options.out_root / profile.output_name
     options.out_root.mkdir(parents=True, exist_ok=True)
@@ -101,6 +106,8 @@ def build_image(
             with clock.stage("minimise"):
                 mini = minimise(target, profile)
                 changes += mini.changes
+            with clock.stage("harden", f"{len(controls)} controls"), host_resolver(target):
+                changes += apply_all(target, controls).changes
             with clock.stage("network"):
                 changes += configure_network(target)
             with clock.stage("fstab"):
@@ -112,6 +119,8 @@ def build_image(
             with clock.stage("finalize"):
                 changes += finalize(target, hostname=profile.image.hostname)
                 grub_args = image_grub_args(target)
+            with clock.stage("check", f"{len(controls)} controls"):
+                findings = check_all(target, controls)
 
         with clock.stage("inventory-final"):
             final_inv = take_inventory(rootfs)
@@ -155,6 +164,7 @@ def build_image(
             mmdebstrap_version=base.mmdebstrap_version,
             tar_sha=tar_sha,
             changes=changes,
+            findings=findings,
             mini=mini,
             stage_seconds=clock.seconds,
             boot_seconds=boot_seconds,
@@ -236,6 +246,7 @@ def _write_build_record(
     mmdebstrap_version: str,
     tar_sha: str,
     changes: list[Change],
+    findings: list[Finding],
     mini: MinimiseResult,
     stage_seconds: dict[str, float],
     boot_seconds: float | None,
@@ -262,6 +273,11 @@ def _write_build_record(
         "tools": {"goldsmith": __version__, "mmdebstrap": mmdebstrap_version},
         "rootfs_tar_sha256": tar_sha,
         "changes": [asdict(c) for c in changes],
+        "findings": [asdict(f) for f in findings],
+        "unexcepted_failures": [
+            {"control": f.control, "status": str(f.status), "observed": f.evidence.observed}
+            for f in unexcepted_failures(profile, findings)
+        ],
         "removed_packages": [asdict(r) for r in mini.removed],
         "unrequested_packages": list(mini.unrequested),
         "stage_seconds": stage_seconds,

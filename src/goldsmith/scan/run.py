@@ -1,0 +1,227 @@
+"""goldsmith's own scan: every resolved control's check, optionally Lynis and OpenSCAP, then
+exceptions and the merge into one :class:`~goldsmith.scan.merge.ScanReport`.
+
+A scan never writes to what it scans: control checks only read (a check that needs a command
+runs it through the target's chroot session, which mounts pseudo-filesystems and removes them
+again), and both third-party scanners work on private copies (see :mod:`goldsmith.scan`).
+
+The clock and the id factory are parameters, so a report is reproducible in tests.
+On a running host (``--host``) only goldsmith's checks run here: the adapters scan offline
+trees, and the boot test runs Lynis inside the booted image itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from goldsmith.controls.catalogue import Catalogue, load_catalogue
+from goldsmith.controls.engine import check_all, resolve
+from goldsmith.errors import GoldsmithError
+from goldsmith.model.profile_loader import LoadedProfile
+from goldsmith.model.records import Finding, Source
+from goldsmith.scan import ScanError, lynis, openscap
+from goldsmith.scan.exceptions import apply_exceptions, load_exceptions
+from goldsmith.scan.merge import ScannerRun, ScanReport, merge
+from goldsmith.scan.openscap import CIS_L2_SERVER
+from goldsmith.targets.base import Target
+
+__all__ = ["Clock", "IdFactory", "ScanOptions", "scan_host", "scan_rootfs", "scan_target"]
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+IdFactory = Callable[[], uuid.UUID]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    lynis: bool = True
+    openscap: bool = True
+    openscap_profile: str = CIS_L2_SERVER
+    #: scanner artifacts (Lynis report, ARF, HTML) and the scan copies go here
+    work_dir: Path = Path("scan-work")
+    #: where pinned scanner content (ssg-debian, lynis) is fetched and kept
+    cache_dir: Path = Path("/var/cache/goldsmith")
+    scanner_timeout: float = 1800
+
+
+def scan_rootfs(
+    rootfs: Path,
+    loaded: LoadedProfile,
+    options: ScanOptions,
+    *,
+    clock: Clock = utc_now,
+    new_id: IdFactory = uuid.uuid4,
+    catalogue: Catalogue | None = None,
+) -> ScanReport:
+    """Scan an unpacked rootfs: controls, then (if asked) Lynis and OpenSCAP on copies."""
+    from goldsmith.targets.rootfs import RootfsTarget
+
+    if not rootfs.is_dir():
+        raise GoldsmithError(f"{rootfs}: not a directory", hint="pass an unpacked rootfs")
+    target = RootfsTarget(rootfs)
+    return _scan(
+        target,
+        "rootfs",
+        str(rootfs),
+        loaded,
+        options,
+        clock=clock,
+        new_id=new_id,
+        catalogue=catalogue,
+    )
+
+
+def scan_host(
+    loaded: LoadedProfile,
+    options: ScanOptions,
+    *,
+    clock: Clock = utc_now,
+    new_id: IdFactory = uuid.uuid4,
+    catalogue: Catalogue | None = None,
+) -> ScanReport:
+    """Scan the running system with goldsmith's checks (``options.lynis``/``openscap`` must be
+    off: see the module doc)."""
+    from goldsmith.targets.host import HostTarget
+
+    if options.lynis or options.openscap:
+        raise GoldsmithError(
+            "Lynis and OpenSCAP are not run by `goldsmith scan --host`",
+            hint="use --no-lynis --no-openscap; the boot test runs Lynis inside the booted "
+            "image, and oscap-chroot scans the rootfs",
+        )
+    return _scan(
+        HostTarget(),
+        "host",
+        "/",
+        loaded,
+        options,
+        clock=clock,
+        new_id=new_id,
+        catalogue=catalogue,
+    )
+
+
+def scan_target(
+    target: Target,
+    loaded: LoadedProfile,
+    *,
+    clock: Clock = utc_now,
+    new_id: IdFactory = uuid.uuid4,
+    catalogue: Catalogue | None = None,
+    kind: str = "rootfs",
+) -> ScanReport:
+    """goldsmith's checks only, against any target (the bench and tests use this)."""
+    opts = ScanOptions(lynis=False, openscap=False)
+    return _scan(
+        target,
+        kind,
+        target.description,
+        loaded,
+        opts,
+        clock=clock,
+        new_id=new_id,
+        catalogue=catalogue,
+    )
+
+
+def _scan(
+    target: Target,
+    kind: str,
+    where: str,
+    loaded: LoadedProfile,
+    options: ScanOptions,
+    *,
+    clock: Clock,
+    new_id: IdFactory,
+    catalogue: Catalogue | None,
+) -> ScanReport:
+    created = clock()
+    today = created.date()
+    exceptions = load_exceptions(loaded)  # a bad exceptions file stops the scan before work
+    resolved = resolve(loaded.profile, catalogue or load_catalogue(), loaded=loaded)
+    t0 = time.monotonic()
+    findings: list[Finding] = check_all(target, resolved)
+    runs = [ScannerRun(Source.GOLDSMITH, True, seconds=round(time.monotonic() - t0, 3))]
+    lynis_result: lynis.LynisResult | None = None
+    oscap_result: openscap.OscapResult | None = None
+    rootfs = Path(where)
+    if kind == "rootfs" and options.lynis:
+        lynis_result, run = _lynis(rootfs, options)
+        runs.append(run)
+        if lynis_result is not None:
+            findings += lynis.to_findings(lynis_result)
+    if kind == "rootfs" and options.openscap:
+        oscap_result, run = _openscap(rootfs, options)
+        runs.append(run)
+        if oscap_result is not None:
+            findings += openscap.to_findings(oscap_result)
+    excepted = apply_exceptions(findings, exceptions, today=today)
+    p = loaded.profile
+    return merge(
+        findings,
+        excepted,
+        report_id=new_id(),
+        created=created,
+        today=today,
+        target_kind=kind,
+        target=where,
+        profile_name=p.name,
+        profile_version=p.version,
+        profile_digest=loaded.digest,
+        scanners=runs,
+        lynis=lynis_result,
+        openscap=oscap_result,
+    )
+
+
+def _lynis(rootfs: Path, options: ScanOptions) -> tuple[lynis.LynisResult | None, ScannerRun]:
+    t0 = time.monotonic()
+    try:
+        result = lynis.run_lynis_chroot(
+            rootfs,
+            work_dir=options.work_dir / "lynis",
+            cache_dir=options.cache_dir,
+            timeout=options.scanner_timeout,
+        )
+    except ScanError as exc:
+        # a scanner that cannot run is a recorded outcome; the gate then has no Lynis index
+        log.warning("Lynis did not run: %s", exc.message.splitlines()[0])
+        return None, ScannerRun(Source.LYNIS, False, reason=exc.message.splitlines()[0])
+    return result, ScannerRun(
+        Source.LYNIS,
+        True,
+        reason="chroot (an offline rootfs: the boot test runs it on the booted image)",
+        seconds=round(time.monotonic() - t0, 3),
+    )
+
+
+def _openscap(rootfs: Path, options: ScanOptions) -> tuple[openscap.OscapResult | None, ScannerRun]:
+    from goldsmith.scan.content import ensure_ssg_content
+
+    t0 = time.monotonic()
+    try:
+        ds = ensure_ssg_content(options.cache_dir)
+        result = openscap.run_oscap_chroot(
+            rootfs,
+            ds,
+            options.openscap_profile,
+            work_dir=options.work_dir / "openscap",
+            timeout=options.scanner_timeout,
+        )
+    except ScanError as exc:
+        log.warning("OpenSCAP did not run: %s", exc.message.splitlines()[0])
+        return None, ScannerRun(Source.OPENSCAP, False, reason=exc.message.splitlines()[0])
+    return result, ScannerRun(
+        Source.OPENSCAP, True, reason="oscap-chroot", seconds=round(time.monotonic() - t0, 3)
+    )
