@@ -75,7 +75,7 @@ def test_ssh_login_with_key_on_the_hardened_port(boot: BoottestResult) -> None:
 def test_every_live_check_ran(boot: BoottestResult) -> None:
     ids = {c["id"] for c in boot.doc["checks"]}
     assert {c.id for c in default_checks()} <= ids
-    assert {"ssh.password-refused", "ssh.root-refused"} <= ids
+    assert {"ssh.password-refused", "ssh.root-refused", "ssh.fail2ban-bans"} <= ids
 
 
 def test_default_image_passes_its_boot_test(boot: BoottestResult) -> None:

@@ -11,8 +11,11 @@ import zipapp
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from goldsmith.boot import zipapp as gz
 from goldsmith.boot.boottest import (
+    Fail2banExpectation,
     _tar_of,
     recorded_profile,
     setid_from_inventory,
@@ -125,6 +128,71 @@ def test_ssh_policy_fails_on_offered_password_and_root_login() -> None:
     assert results["ssh.password-refused"].status is Status.FAIL
     assert results["ssh.root-refused"].status is Status.FAIL
     assert "logged in" in results["ssh.root-refused"].observed
+
+
+class BanningClient(FakeClient):
+    """sshd refuses root; after ``ban_after`` refused logins the connection itself fails."""
+
+    def __init__(self, ban_after: int | None, jail_ok: bool = True) -> None:
+        super().__init__({})
+        self.ban_after, self.jail_ok = ban_after, jail_ok
+        self.failures = 0
+        self.calls: list[str] = []
+
+    def run(  # type: ignore[override]
+        self,
+        command: Sequence[str] | str,
+        *,
+        user: str | None = None,
+        options: Sequence[str] = (),
+        **kw: object,
+    ) -> CommandResult:
+        line = command if isinstance(command, str) else " ".join(command)
+        self.calls.append(f"{user or 'test'}:{line}")
+        if self.ban_after is not None and self.failures >= self.ban_after:
+            return _res(255, err="ssh: connect to host 127.0.0.1 port 2222: Connection refused")
+        if line.startswith("fail2ban-client"):
+            if self.jail_ok:
+                return _res(0, "Status for the jail: sshd\n|- Filter\n`- Actions\n")
+            return _res(255, err="ERROR  NOK: ('sshd',)")
+        if user == "root" or any("PreferredAuthentications" in o for o in options):
+            self.failures += 1
+            return _res(255, err="u@127.0.0.1: Permission denied (publickey).")
+        if line == "true":
+            return _res(0)
+        return _res(0, SSHD_T_HARDENED)
+
+
+def test_fail2ban_ban_is_proven_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("goldsmith.boot.boottest.time.sleep", lambda s: None)
+    client = BanningClient(ban_after=3)
+    results = {r.id: r for r in ssh_policy_checks(client, 1.0, Fail2banExpectation(3, 2222))}
+    assert [r.status for r in results.values()] == [Status.PASS] * 4
+    ban = results["ssh.fail2ban-bans"]
+    assert "connection refused after 2 more failed root login(s)" in ban.observed
+    assert "key login for gsboottest then: refused" in ban.observed
+    # the jail is read before the first refused login
+    assert client.calls[0] == "test:fail2ban-client status sshd"
+
+
+def test_fail2ban_that_never_bans_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("goldsmith.boot.boottest.time.sleep", lambda s: None)
+    results = {
+        r.id: r
+        for r in ssh_policy_checks(BanningClient(ban_after=None), 1.0, Fail2banExpectation(3, 2222))
+    }
+    ban = results["ssh.fail2ban-bans"]
+    assert ban.status is Status.FAIL
+    assert "never banned after 6 more failed root logins" in ban.observed
+
+
+def test_fail2ban_jail_missing_fails_even_if_connections_drop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("goldsmith.boot.boottest.time.sleep", lambda s: None)
+    client = BanningClient(ban_after=2, jail_ok=False)
+    results = {r.id: r for r in ssh_policy_checks(client, 1.0, Fail2banExpectation(3, 2222))}
+    assert results["ssh.fail2ban-bans"].status is Status.FAIL
 
 
 def test_check_result_json_marks_excepted_as_passed() -> None:

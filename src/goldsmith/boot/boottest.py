@@ -168,8 +168,24 @@ def _result(cid: str, title: str, ok: bool, expected: str, observed: str, how: s
     return CheckResult(cid, title, Status.PASS if ok else Status.FAIL, expected, observed, how)
 
 
-def ssh_policy_checks(client: SshClient, login_seconds: float) -> list[CheckResult]:
-    """Key login works; password methods are neither offered nor accepted; root is refused."""
+@dataclass(frozen=True)
+class Fail2banExpectation:
+    """The profile's fail2ban sshd jail: the boot test proves it bans after the refusals."""
+
+    maxretry: int
+    port: int
+
+
+def ssh_policy_checks(
+    client: SshClient, login_seconds: float, fail2ban: Fail2banExpectation | None = None
+) -> list[CheckResult]:
+    """Key login works; password methods are neither offered nor accepted; root is refused.
+
+    The refused logins are authentication failures, so this runs after every other check
+    over SSH: with ``fail2ban`` (the profile's jail) it then goes on failing until the source
+    address is banned and proves that the next key login, which worked before, is refused.
+    """
+    jail = client.run(["fail2ban-client", "status", "sshd"], sudo=True, timeout=60)
     out = [
         _result(
             "ssh.key-login",
@@ -225,7 +241,51 @@ def ssh_policy_checks(client: SshClient, login_seconds: float) -> list[CheckResu
             "ssh -i <test key> root@...; sshd -T",
         )
     )
+    if fail2ban is not None:
+        out.append(_fail2ban_ban_check(client, fail2ban, jail))
     return out
+
+
+#: what ssh prints when the connection itself fails (a ban rejects or drops the packets)
+_CONNECT_FAILED = ("Connection refused", "Connection reset", "Connection closed", "timed out")
+
+
+def _fail2ban_ban_check(
+    client: SshClient, f2b: Fail2banExpectation, jail: CommandResult
+) -> CheckResult:
+    jail_up = jail.ok and "Status for the jail: sshd" in jail.stdout
+    attempts = 0
+    banned_after: int | None = None
+    last = ""
+    # each refused root login above already counted; fail up to maxretry + 3 more times
+    for attempts in range(1, f2b.maxretry + 4):
+        res = client.run(["true"], user="root", timeout=40)
+        last = res.stderr.strip()[-200:]
+        if res.returncode == 255 and any(s in last for s in _CONNECT_FAILED):
+            banned_after = attempts
+            break
+        time.sleep(1.0)
+    probe = client.run(["true"], timeout=40) if banned_after is not None else None
+    key_refused = probe is not None and probe.returncode != 0
+    ok = jail_up and banned_after is not None and key_refused
+    jail_text = " ".join(jail.stdout.split())[:300] if jail.ok else f"exit {jail.returncode}"
+    observed = f"jail before the refusals: {jail_text}; " + (
+        f"connection refused after {banned_after} more failed root login(s) ({last}); "
+        f"key login for {client.user} then: "
+        f"{'refused' if key_refused else 'still works'}"
+        if banned_after is not None
+        else f"never banned after {attempts} more failed root logins (last: {last})"
+    )
+    return _result(
+        "ssh.fail2ban-bans",
+        "fail2ban bans a source that keeps failing SSH logins on the hardened port",
+        ok,
+        f"jail sshd active on port {f2b.port}; after at most maxretry ({f2b.maxretry}) "
+        "failures the source is banned, so even a valid key login is refused",
+        observed,
+        "sudo fail2ban-client status sshd; repeated ssh root@... (refused); ssh with the test "
+        "key (must now fail to connect)",
+    )
 
 
 # --- scanners in the guest -----------------------------------------------------------------
@@ -488,8 +548,6 @@ def _boot_and_check(
             say(f"waiting for SSH on 127.0.0.1:{client.port} (guest port {expect.ssh_port})")
             waited = client.wait_until_ready(timeout=opts.ssh_timeout)
             timings["ssh_ready"] = waited
-            say("proving the SSH policy")
-            checks += ssh_policy_checks(client, waited)
             say("running the live checks")
             t0 = time.monotonic()
             recorder = RecordingGuest(client, art / "commands.jsonl")
@@ -501,6 +559,11 @@ def _boot_and_check(
                 t0 = time.monotonic()
                 doc["scanners"] = _scanners(client, profile, opts, art)
                 timings["scanners"] = round(time.monotonic() - t0, 3)
+            # last over SSH: refused logins are failures fail2ban counts (and then bans)
+            say("proving the SSH policy (key only, no root, fail2ban)")
+            t0 = time.monotonic()
+            checks += ssh_policy_checks(client, waited, _fail2ban(profile, expect.ssh_port))
+            timings["ssh_policy"] = round(time.monotonic() - t0, 3)
             if not vm.alive:
                 # the guest went away under us (panic, reset): say so, with QEMU's view
                 rc = vm.proc.poll()
@@ -517,6 +580,24 @@ def _boot_and_check(
         log.warning("boot test: %s", e.message.splitlines()[0])
         return e.diagnostics()
     return None
+
+
+def _fail2ban(profile: Profile, ssh_port: int) -> Fail2banExpectation | None:
+    """The sshd jail the profile enables (control fail2ban.sshd-jail), or None."""
+    from goldsmith.model.profile import ControlSettings
+
+    catalogue = load_catalogue()
+    cid = "fail2ban.sshd-jail"
+    settings = profile.controls.get(cid, ControlSettings())
+    if cid not in catalogue.controls or not settings.enabled:
+        return None
+    rule = catalogue.controls[cid].rule(settings.params)
+    context = getattr(rule, "context", None) or {}
+    try:
+        maxretry = int(str(context.get("maxretry", "5")))
+    except ValueError:
+        maxretry = 5
+    return Fail2banExpectation(maxretry=maxretry, port=ssh_port)
 
 
 def _allow_group(profile: Profile) -> str | None:
