@@ -31,7 +31,7 @@ $(STAMP_PY): pyproject.toml $(STAMP_APT)
 	touch $@
 
 image: deps
-	$(VENV)/bin/goldsmith build --profile $(PROFILE) --out $(OUT) --boot-test
+	$(VENV)/bin/goldsmith build --profile $(PROFILE) --out $(OUT) --scan --boot-test --gate
 
 lint: deps
 	$(VENV)/bin/ruff check $(LINT_PATHS)

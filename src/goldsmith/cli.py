@@ -262,12 +262,31 @@ def build(
         bool, typer.Option("--refresh-base", help="Bootstrap again even if cached.")
     ] = False,
     disk: Annotated[bool, typer.Option("--disk/--no-disk", help="Build disk images.")] = True,
+    scan: Annotated[
+        bool,
+        typer.Option(
+            "--scan/--no-scan",
+            help="Scan the finished rootfs: controls, Lynis (chroot), OpenSCAP CIS L2.",
+        ),
+    ] = False,
     boot_test: Annotated[
-        bool, typer.Option("--boot-test/--no-boot-test", help="Boot the disk image in QEMU.")
+        bool,
+        typer.Option(
+            "--boot-test/--no-boot-test",
+            help="Run the boot test (QEMU, SSH, live checks, Lynis in the guest).",
+        ),
+    ] = False,
+    gate: Annotated[
+        bool,
+        typer.Option("--gate/--no-gate", help="Evaluate the profile's gates; exit 1 on a miss."),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build the gold image of a profile into OUT/<profile>-<version>/."""
+    """Build the gold image of a profile into OUT/<profile>-<version>/.
+
+    With --scan, --boot-test and --gate this is the whole pipeline `make image` runs: the
+    image, its scan reports, its boot test and the verdict of its gates, all in one directory.
+    """
     from goldsmith.model.profile_loader import load_profile
 
     loaded = load_profile(profile)  # a bad profile stops here, before anything is written
@@ -291,11 +310,52 @@ def build(
             out_root=out_dir,
             cache_dir=cache_dir,
             refresh_base=refresh_base,
-            disk_image=disk,
-            boot_test=boot_test,
+            disk_image=disk or boot_test,
+            scan=scan,
         ),
         listener,
     )
+    boot_doc: dict[str, Any] | None = None
+    if boot_test:
+        from goldsmith.boot.boottest import BoottestOptions, run_boottest
+
+        listener("boot-test", StageEvent.START, "QEMU, SSH, live checks, Lynis in the guest")
+        boot = run_boottest(
+            result.out_dir,
+            loaded.profile,
+            BoottestOptions(cache_dir=cache_dir),
+            progress=None if as_json else (lambda msg: err.print(f"[dim]  … {escape(msg)}[/dim]")),
+        )
+        listener(
+            "boot-test",
+            StageEvent.DONE if boot.passed else StageEvent.FAILED,
+            f"{'passed' if boot.passed else 'FAILED'}: {boot.path}",
+        )
+        boot_doc = {
+            "passed": boot.passed,
+            "result": str(boot.path),
+            "failed": boot.doc["summary"]["failed"],
+            "error": boot.doc.get("error"),
+        }
+    gates_doc: dict[str, Any] | None = None
+    if gate:
+        from goldsmith.pipeline.gates import evaluate_gates, read_results
+
+        outcome = evaluate_gates(loaded.profile.gates, read_results(result.out_dir))
+        gates_doc = {
+            "passed": all(g.passed for g in outcome),
+            "gates": [
+                {
+                    "name": g.name,
+                    "passed": g.passed,
+                    "required": g.required,
+                    "observed": g.observed,
+                    "explanation": g.explanation,
+                }
+                for g in outcome
+            ],
+        }
+        (result.out_dir / "gates.json").write_text(json.dumps(gates_doc, indent=2) + "\n")
     summary: dict[str, Any] = {
         "out_dir": str(result.out_dir),
         "rootfs_tar": str(result.rootfs_tar),
@@ -311,13 +371,17 @@ def build(
             "raw": str(result.disk.raw) if result.disk.raw else None,
             "qcow2": str(result.disk.qcow2) if result.disk.qcow2 else None,
         },
-        "boot_test": None
-        if result.boot_seconds is None
-        else {"seconds": result.boot_seconds, "accel": result.accel},
+        "boot_test": boot_doc,
+        "gates": gates_doc,
         "stage_seconds": result.stage_seconds,
     }
+    failed = (boot_doc is not None and not boot_doc["passed"]) or (
+        gates_doc is not None and not gates_doc["passed"]
+    )
     if as_json:
         _print_json(summary)
+        if failed:
+            raise typer.Exit(EXIT_FAIL)
         return
     table = Table(title=f"{loaded.profile.output_name}", show_header=False)
     table.add_row("output", summary["out_dir"])
@@ -327,12 +391,23 @@ def build(
     )
     table.add_row("packages", f"{result.packages_before} in base -> {result.packages_after} final")
     table.add_row("rootfs", f"{result.files_after} files, {result.bytes_after / 1e6:.0f} MB")
-    if result.boot_seconds is not None:
+    if boot_doc is not None:
         table.add_row(
-            "boot test", f"login prompt after {result.boot_seconds:.0f} s ({result.accel})"
+            "boot test",
+            "passed"
+            if boot_doc["passed"]
+            else f"FAILED: {', '.join(boot_doc['failed'])} {boot_doc['error'] or ''}".strip(),
         )
-    table.add_row("total", f"{sum(result.stage_seconds.values()):.0f} s")
+    table.add_row("total", f"{sum(result.stage_seconds.values()):.0f} s (without the boot test)")
     out.print(table)
+    if gates_doc is not None:
+        for g in gates_doc["gates"]:
+            mark = "[green]pass[/green]" if g["passed"] else "[red]MISS[/red]"
+            out.print(f"{mark} {g['name']}: {escape(g['observed'])} (required {g['required']})")
+            if g["explanation"]:
+                out.print(f"     {escape(g['explanation'])}")
+    if failed:
+        raise typer.Exit(EXIT_FAIL)
 
 
 # boot test -------------------------------------------------------------------------------------

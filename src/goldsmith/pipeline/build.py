@@ -51,6 +51,9 @@ class BuildOptions:
     boot_test: bool = False
     boot_timeout: float = 600.0
     keep_rootfs: bool = False
+    #: scan the finished rootfs (controls, Lynis in a chroot, oscap-chroot CIS L2) and write
+    #: scan.json, scan.junit.xml, scan.sarif and the scanners' artifacts into the output
+    scan: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,12 @@ def build_image(
             tar_sha = export_rootfs_tar(
                 rootfs, tar_path, source_date_epoch=profile.base.source_date_epoch
             )
+        scan_summary: dict[str, Any] | None = None
+        if options.scan:
+            with clock.stage("scan", "controls, Lynis (chroot), OpenSCAP CIS L2 (oscap-chroot)"):
+                scan_summary = _scan_rootfs(rootfs, loaded, options, staging)
+        else:
+            clock.skipped("scan", "not requested")
         disk: DiskImages | None = None
         if options.disk_image:
             with clock.stage("disk-image", ", ".join(profile.image.formats)):
@@ -169,6 +178,7 @@ def build_image(
             stage_seconds=clock.seconds,
             boot_seconds=boot_seconds,
             accel=accel,
+            scan=scan_summary,
         )
         _publish(staging, final_dir)
         disk_final = _rebase_disk(disk, staging, final_dir)
@@ -192,6 +202,30 @@ def build_image(
             shutil.rmtree(staging, ignore_errors=True)
         if not options.keep_rootfs:
             _remove_tree(work)
+
+
+def _scan_rootfs(
+    rootfs: Path, loaded: LoadedProfile, options: BuildOptions, staging: Path
+) -> dict[str, Any]:
+    """``goldsmith scan`` of the finished rootfs; reports and artifacts into the output."""
+    from goldsmith.scan.formats import write_reports
+    from goldsmith.scan.run import ScanOptions, scan_rootfs
+
+    report = scan_rootfs(
+        rootfs,
+        loaded,
+        ScanOptions(work_dir=staging / "scan", cache_dir=options.cache_dir),
+    )
+    written = write_reports(report, staging)
+    counts = report.counts()
+    return {
+        "reports": [p.name for p in written],
+        "compliant": report.compliant,
+        "failures_not_excepted": report.failures_not_excepted,
+        "counts": {str(k): v for k, v in counts.items()},
+        "lynis_hardening_index": report.lynis.hardening_index if report.lynis else None,
+        "openscap_pass_rate": report.openscap.pass_rate if report.openscap else None,
+    }
 
 
 def _work_parent(cache_dir: Path) -> Path:
@@ -251,6 +285,7 @@ def _write_build_record(
     stage_seconds: dict[str, float],
     boot_seconds: float | None,
     accel: str | None,
+    scan: dict[str, Any] | None = None,
 ) -> None:
     """The build's own record (provenance + every change); the manifest is made from it."""
     profile = loaded.profile
@@ -282,5 +317,6 @@ def _write_build_record(
         "unrequested_packages": list(mini.unrequested),
         "stage_seconds": stage_seconds,
         "boot_test": None if boot_seconds is None else {"seconds": boot_seconds, "accel": accel},
+        "scan": scan,
     }
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
