@@ -61,6 +61,7 @@ SUDO_COMMANDS = (
     "/usr/sbin/auditctl",
     "/usr/sbin/sshd",
     "/usr/bin/oscap",
+    "/usr/bin/fail2ban-client",
 )
 AUDIT_RULES_DIR = "/etc/audit/rules.d"
 INJECTION_NOTE = (
