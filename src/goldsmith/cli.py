@@ -318,12 +318,13 @@ def build(
     boot_doc: dict[str, Any] | None = None
     if boot_test:
         from goldsmith.boot.boottest import BoottestOptions, run_boottest
+        from goldsmith.scan.exceptions import load_exceptions
 
         listener("boot-test", StageEvent.START, "QEMU, SSH, live checks, Lynis in the guest")
         boot = run_boottest(
             result.out_dir,
             loaded.profile,
-            BoottestOptions(cache_dir=cache_dir),
+            BoottestOptions(cache_dir=cache_dir, exceptions=tuple(load_exceptions(loaded))),
             progress=None if as_json else (lambda msg: err.print(f"[dim]  … {escape(msg)}[/dim]")),
         )
         listener(
@@ -423,6 +424,13 @@ def boottest(
     scanners: Annotated[
         bool, typer.Option(help="Run goldsmith scan, Lynis and OpenSCAP in the guest.")
     ] = True,
+    guest_lynis: Annotated[
+        bool,
+        typer.Option(
+            "--guest-lynis/--no-guest-lynis",
+            help="Run Lynis inside the guest (slow under TCG: 10+ minutes).",
+        ),
+    ] = True,
     cache_dir: Annotated[
         Path, typer.Option("--cache-dir", help="Scanner content and zipapp cache.")
     ] = Path("/var/cache/goldsmith"),
@@ -435,7 +443,16 @@ def boottest(
     _find_disk(image)  # no disk image: a usage error before anything else
     ref = profile or recorded_profile(image)
     loaded = load_profile(ref)
-    opts = BoottestOptions(timeout=timeout, accel=accel, scanners=scanners, cache_dir=cache_dir)
+    from goldsmith.scan.exceptions import load_exceptions
+
+    opts = BoottestOptions(
+        timeout=timeout,
+        accel=accel,
+        scanners=scanners,
+        guest_lynis=guest_lynis,
+        cache_dir=cache_dir,
+        exceptions=tuple(load_exceptions(loaded)),
+    )
     progress = None if as_json else (lambda msg: err.print(f"[dim]… {escape(msg)}[/dim]"))
     result = run_boottest(image, loaded.profile, opts, progress=progress)
     if as_json:

@@ -17,6 +17,7 @@ from goldsmith.boot.checks import default_checks
 from goldsmith.boot.inject import sha256_file
 from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.pipeline.build import BuildResult
+from goldsmith.scan.exceptions import load_exceptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
 
@@ -35,7 +36,14 @@ def boot(
     return run_boottest(
         built.out_dir,
         default_profile.profile,
-        BoottestOptions(cache_dir=test_cache, work_root=work_root),
+        # Lynis in the guest takes 10+ minutes under TCG: the CI budget cannot carry it. It is
+        # run by `make image`; here the chroot Lynis of test_scan_rootfs stands in.
+        BoottestOptions(
+            cache_dir=test_cache,
+            work_root=work_root,
+            guest_lynis=False,
+            exceptions=tuple(load_exceptions(default_profile)),
+        ),
     )
 
 
@@ -89,8 +97,22 @@ def test_default_image_passes_its_boot_test(boot: BoottestResult) -> None:
 
 def test_scanners_ran_in_the_guest(boot: BoottestResult) -> None:
     scanners = boot.doc["scanners"]
-    assert scanners["lynis"]["status"] == "ran", scanners["lynis"]
-    assert 0 < scanners["lynis"]["hardening_index"] <= 100
-    assert scanners["openscap"]["status"] in ("ran", "not_run")
-    assert scanners["openscap"].get("reason") or scanners["openscap"]["status"] == "ran"
-    assert scanners["goldsmith"]["status"] in ("ran", "not_run")
+    gs = scanners["goldsmith"]
+    assert gs["status"] == "ran", gs
+    assert "guest_lynis" in scanners["lynis"]["reason"]
+    assert scanners["openscap"]["status"] == "not_run" and scanners["openscap"]["reason"]
+
+
+def test_goldsmith_scan_of_the_running_image_is_compliant(
+    boot: BoottestResult, built: BuildResult
+) -> None:
+    """The zipapp's `goldsmith scan --host` inside the guest: every control passes or is
+    excepted on the running system too (live sysctl values, running services)."""
+    doc = json.loads((built.out_dir / "boottest" / "guest-scan.json").read_text())
+    bad = [
+        f"{f['control']}: {f['evidence']['observed'][:120]}"
+        for f in doc["findings"]
+        if f["status"] in ("fail", "error")
+    ]
+    excepted = {e["exception"]["control"] for e in doc["exceptions"] if e["state"] == "active"}
+    assert not [b for b in bad if b.split(":")[0] not in excepted], bad

@@ -161,6 +161,17 @@ def test_auditctl_status_and_list_captures() -> None:
             "-a always,exit -F arch=b32 -S chmod -F auid!=4294967295 -k perm_mod",
             "-a always,exit -F arch=b32 -S chmod -F auid!=-1 -F key=perm_mod",
         ),
+        # as listed by auditctl -l on the booted default image (Debian 13, audit 4.0)
+        (
+            "-a always,exit -F arch=b64 -C euid!=uid -F auid!=unset -S execve -k user_emulation",
+            "-a always,exit -F arch=b64 -S execve -C uid!=euid -F auid!=-1 -F key=user_emulation",
+        ),
+        (
+            "-a always,exit -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=unset "
+            "-k perm_chng",
+            "-a always,exit -S all -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=-1 "
+            "-F key=perm_chng",
+        ),
     ],
 )
 def test_audit_rules_from_files_compare_equal_to_auditctl_listing(
@@ -174,6 +185,10 @@ def test_audit_rules_differing_in_a_field_do_not_compare_equal() -> None:
     b = canonical_audit_rule("-a always,exit -F arch=b64 -S mount -F auid>=500 -k m")
     assert a != b
     assert canonical_audit_rule("-e 2") is None and canonical_audit_rule("-D") is None
+    # -C compares two fields: swapping them is the same rule, changing the operator is not
+    c1 = canonical_audit_rule("-a always,exit -S execve -C euid!=uid -k e")
+    c2 = canonical_audit_rule("-a always,exit -S execve -C euid=uid -k e")
+    assert c1 != c2
 
 
 def test_offered_methods_from_a_refused_login() -> None:

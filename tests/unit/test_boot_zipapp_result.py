@@ -218,3 +218,36 @@ def test_recorded_profile_and_setid_inventory(tmp_path: Path) -> None:
         )
     )
     assert setid_from_inventory(tmp_path / "final-inventory.json") == {"/usr/bin/su"}
+
+
+def test_boottest_exception_is_valid_scoped_and_short_lived() -> None:
+    import datetime as dt
+
+    from goldsmith.boot.boottest import boottest_exception
+    from goldsmith.boot.inject import SUDOERS_FILE
+
+    e = boottest_exception(dt.date(2026, 11, 25))
+    assert e.control == "sudo.nopasswd-absent"
+    assert SUDOERS_FILE in e.justification
+    assert e.expires == dt.date(2026, 11, 26)
+
+
+def test_guest_profile_round_trips_with_the_boottest_exception(tmp_path: Path) -> None:
+    """What _scan_goldsmith pushes into the guest loads as the same profile plus one exception."""
+    import datetime as dt
+
+    from goldsmith.boot.boottest import boottest_exception
+    from goldsmith.model.profile_loader import load_profile
+
+    loaded = load_profile("nanoclaw-debian13")
+    doc = loaded.profile.model_dump(mode="json", by_alias=True)
+    doc["exceptions"] = [
+        e.model_dump(mode="json")
+        for e in (*loaded.profile.exceptions, boottest_exception(dt.date(2026, 11, 25)))
+    ]
+    doc["exceptions_file"] = None
+    (tmp_path / "profile.yaml").write_text(json.dumps(doc))
+    again = load_profile(str(tmp_path / "profile.yaml")).profile
+    assert again.controls == loaded.profile.controls
+    assert again.exceptions[:-1] == loaded.profile.exceptions
+    assert again.exceptions[-1].control == "sudo.nopasswd-absent"

@@ -254,6 +254,28 @@ def test_audit_rules_live_compares_loaded_rules(tmp_path: Path) -> None:
     assert rule.check(t).status is Status.PASS
 
 
+def test_audit_rules_live_accepts_the_kernels_rewritten_listing(tmp_path: Path) -> None:
+    """auditctl -l reorders fields, swaps -C operands, prints unset as -1 and adds -S all."""
+    rules = [
+        "-a always,exit -F arch=b64 -C euid!=uid -F auid!=unset -S execve -k user_emulation",
+        "-a always,exit -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=unset -k perm_chng",
+    ]
+    rule = build_rule({"type": "audit-rules", "name": "x", "rules": rules})
+    argv = ("auditctl", "-l")
+    listed = (
+        "-a always,exit -F arch=b64 -S execve -C uid!=euid -F auid!=-1 -F key=user_emulation\n"
+        "-a always,exit -S all -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=-1 "
+        "-F key=perm_chng\n"
+    )
+    t = LiveRootfsTarget(tmp_path, {argv: RunResult(argv, 0, listed, "")})
+    rule.apply(t)
+    assert rule.check(t).status is Status.PASS
+    # a different threshold is a different rule: still reported as not loaded
+    t.answers[argv] = RunResult(argv, 0, listed.replace("auid>=1000", "auid>=500"), "")
+    f = rule.check(t)
+    assert f.status is Status.FAIL and "path=/usr/bin/chcon" in f.evidence.observed
+
+
 # registry and Control ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("spec", "key"),

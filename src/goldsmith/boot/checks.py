@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from goldsmith.boot.ssh import CommandResult
 from goldsmith.controls.catalogue import Catalogue
+from goldsmith.controls.rules.audit_rules import canonical_audit_rule, canonical_audit_rules
 from goldsmith.controls.rules.config_option import ConfigOptionRule
 from goldsmith.controls.rules.sysctl import SysctlRule, normalise_key, normalise_value
 from goldsmith.model.profile import ControlSettings, Profile
@@ -273,105 +273,6 @@ def parse_auditctl_status(text: str) -> dict[str, str]:
         key, _, value = line.strip().partition(" ")
         if key:
             out[key] = value.strip()
-    return out
-
-
-#: auditctl options that configure the kernel, not rules (not listed by ``auditctl -l``)
-_CONTROL_OPTS = frozenset(
-    {
-        "-D",
-        "-b",
-        "-f",
-        "-e",
-        "-r",
-        "-i",
-        "-c",
-        "--backlog_wait_time",
-        "--loginuid-immutable",
-        "--reset-lost",
-        "--signal",
-    }
-)
-_UNSET = {"4294967295": "-1", "unset": "-1"}
-_FIELD_RE = re.compile(r"^([a-z0-9_]+)(!=|>=|<=|=|>|<|&=|&)(.*)$")
-
-
-def canonical_audit_rule(line: str) -> str | None:
-    """One rule line in a comparable form, or None for a control line (-D, -b, -e ...).
-
-    ``auditctl -l`` rewrites rules: ``-k key`` on a syscall rule becomes ``-F key=key``,
-    several ``-S`` merge into one comma list, ``auid!=unset``/``4294967295`` becomes ``-1``,
-    ``-F arch=b64`` sorts first, ``-a exit,always`` is ``always,exit``. Both sides are put in
-    one form: list/action sorted, fields and syscalls as sorted sets, key kept.
-    """
-    try:
-        toks = shlex.split(line, comments=True)
-    except ValueError:
-        toks = line.split()
-    if not toks or toks[0] in _CONTROL_OPTS:
-        return None
-    if toks[0] in ("-w", "-W"):
-        path, perms, key = "", "", ""
-        i = 1
-        path = toks[1] if len(toks) > 1 else ""
-        i = 2
-        while i < len(toks):
-            if toks[i] == "-p" and i + 1 < len(toks):
-                perms = "".join(sorted(toks[i + 1]))
-                i += 2
-            elif toks[i] == "-k" and i + 1 < len(toks):
-                key = toks[i + 1]
-                i += 2
-            elif toks[i].startswith("-F") and i + 1 < len(toks) and toks[i + 1].startswith("key="):
-                key = toks[i + 1][4:]
-                i += 2
-            else:
-                i += 1
-        return f"{toks[0]} {path} -p {perms or 'rwxa'} -k {key}"
-    if toks[0] in ("-a", "-A"):
-        action = ",".join(sorted(toks[1].split(","))) if len(toks) > 1 else ""
-        syscalls: set[str] = set()
-        fields: set[str] = set()
-        keys: list[str] = []
-        i = 2
-        while i < len(toks):
-            t = toks[i]
-            nxt = toks[i + 1] if i + 1 < len(toks) else ""
-            if t == "-S":
-                syscalls.update(s for s in nxt.split(",") if s)
-                i += 2
-            elif t == "-F":
-                m = _FIELD_RE.match(nxt)
-                if m and m.group(1) == "key":
-                    keys.append(m.group(3))
-                elif m:
-                    value = (
-                        _UNSET.get(m.group(3), m.group(3)) if m.group(1) == "auid" else m.group(3)
-                    )
-                    fields.add(f"{m.group(1)}{m.group(2)}{value}")
-                else:
-                    fields.add(nxt)
-                i += 2
-            elif t == "-k":
-                keys.append(nxt)
-                i += 2
-            elif t == "-C":
-                fields.add("C:" + nxt)
-                i += 2
-            else:
-                fields.add(t)
-                i += 1
-        sc = ",".join(sorted(syscalls)) if syscalls else "all"
-        return f"-a {action} -S {sc} -F {' -F '.join(sorted(fields))} -k {','.join(keys)}"
-    return " ".join(toks)
-
-
-def canonical_audit_rules(lines: Sequence[str]) -> list[str]:
-    out = []
-    for line in lines:
-        c = canonical_audit_rule(line)
-        if c is not None:
-            out.append(c)
     return out
 
 
