@@ -52,6 +52,8 @@ def out_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = Path("/var/tmp") / f"goldsmith-it-{os.getpid()}"
     path.mkdir(parents=True, exist_ok=True)
     yield path
+    if os.environ.get("GOLDSMITH_KEEP_IT_OUTPUT") == "1":  # to read the results afterwards
+        return
     shutil.rmtree(path, ignore_errors=True)
 
 
