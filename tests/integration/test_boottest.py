@@ -12,39 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from goldsmith.boot.boottest import RESULT_NAME, BoottestOptions, BoottestResult, run_boottest
+from goldsmith.boot.boottest import RESULT_NAME, BoottestResult
 from goldsmith.boot.checks import default_checks
 from goldsmith.boot.inject import sha256_file
-from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.pipeline.build import BuildResult
-from goldsmith.scan.exceptions import load_exceptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.boot]
-
-
-@pytest.fixture(scope="module")
-def work_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = Path("/var/tmp") / f"goldsmith-boottest-it-{tmp_path_factory.getbasetemp().name}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def boot(
-    built: BuildResult, default_profile: LoadedProfile, test_cache: Path, work_root: Path
-) -> BoottestResult:
-    return run_boottest(
-        built.out_dir,
-        default_profile.profile,
-        # Lynis in the guest takes 10+ minutes under TCG: the CI budget cannot carry it. It is
-        # run by `make image`; here the chroot Lynis of test_scan_rootfs stands in.
-        BoottestOptions(
-            cache_dir=test_cache,
-            work_root=work_root,
-            guest_lynis=False,
-            exceptions=tuple(load_exceptions(default_profile)),
-        ),
-    )
 
 
 def test_result_file_is_written_and_complete(boot: BoottestResult, built: BuildResult) -> None:

@@ -9,8 +9,6 @@ documents the gate reads are complete.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,47 +17,10 @@ from defusedxml.ElementTree import parse as parse_xml
 from goldsmith.controls.catalogue import load_catalogue
 from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.model.records import Source, Status
-from goldsmith.pipeline.build import BuildResult
 from goldsmith.pipeline.gates import evaluate_gates, read_results
-from goldsmith.scan.formats import write_reports
 from goldsmith.scan.merge import ScanReport
-from goldsmith.scan.run import ScanOptions, scan_rootfs
 
 pytestmark = pytest.mark.integration
-
-
-def _tree_digest(root: Path) -> str:
-    # every path with type, mode, owner, size, mtime and link target; content via sha256sum
-    script = (
-        "find . -xdev -printf '%p %y %m %U %G %s %T@ %l\\n' | LC_ALL=C sort | sha256sum; "
-        "find . -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum"
-    )
-    res = subprocess.run(["sh", "-c", script], cwd=root, capture_output=True, text=True, check=True)
-    return res.stdout
-
-
-@pytest.fixture(scope="module")
-def hardened_rootfs(built: BuildResult, out_root: Path) -> Iterator[Path]:
-    root = out_root / "scan-rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "--zstd", "-xpf", str(built.rootfs_tar), "-C", str(root)], check=True)
-    yield root
-    subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=True)
-
-
-@pytest.fixture(scope="module")
-def scanned(
-    hardened_rootfs: Path, default_profile: LoadedProfile, out_root: Path, test_cache: Path
-) -> tuple[ScanReport, str, str, Path]:
-    before = _tree_digest(hardened_rootfs)
-    out = out_root / "scan-results"
-    report = scan_rootfs(
-        hardened_rootfs,
-        default_profile,
-        ScanOptions(work_dir=out, cache_dir=test_cache),
-    )
-    write_reports(report, out)
-    return report, before, _tree_digest(hardened_rootfs), out
 
 
 def test_the_scan_leaves_the_rootfs_unchanged(scanned: tuple[ScanReport, str, str, Path]) -> None:
