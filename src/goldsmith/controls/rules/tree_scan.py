@@ -148,7 +148,7 @@ class TreeScanRule(Rule):
         n = 0
         uids = {e.uid for e in read_passwd(t).values()}
         gids = {e.gid for e in read_group(t).values()}
-        for e in walk(t, self.skip):
+        for e in t.memo(("tree-scan.walk", self.skip), lambda: tuple(walk(t, self.skip))):
             n += 1
             hit = self._hit(e, uids, gids)
             if hit is not None and not self._allowed(e.path):
