@@ -185,3 +185,39 @@ def test_a_new_modprobe_file_written_through_the_target_is_seen(tmp_path: Path) 
         t.write_text("/etc/modprobe.d/other.conf", "install usb-storage /bin/false\n")
         t.write_text("/etc/modprobe.d/usb.conf", "blacklist usb_storage\n")
         assert usb.check(t).status is Status.PASS
+
+
+def test_reads_are_remembered_and_every_write_forgets_them(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/a", "one\n")
+    t = make_target(tmp_path)
+    with t.cached():
+        assert t.read_text("/etc/a") == "one\n"
+        assert t.listdir("/etc") == ["a"]
+        # behind the target's back: not seen inside the block (that is the memo)...
+        (tmp_path / "etc/a").write_text("two\n")
+        assert t.read_text("/etc/a") == "one\n"
+        # ...but any write through the target forgets every remembered read
+        t.write_text("/etc/b", "b\n")
+        assert t.read_text("/etc/a") == "two\n"
+        assert t.listdir("/etc") == ["a", "b"]
+        t.listdir("/etc").append("not cached")  # a list handed out is the caller's own
+        assert t.listdir("/etc") == ["a", "b"]
+        t.unlink("/etc/a")
+        assert t.stat("/etc/a") is None
+        assert not t.exists("/etc/a")
+    (tmp_path / "etc/b").write_text("c\n")
+    assert t.read_text("/etc/b") == "c\n"  # outside a block nothing is remembered
+
+
+def test_journal_reads_and_inner_writes_share_one_memo(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/a", "one\n")
+    t = make_target(tmp_path)
+    journal = JournalTarget(t)
+    with t.cached():
+        assert journal.read_text("/etc/a") == "one\n"
+        t.write_text("/etc/a", "two\n")  # the inner target: the journal's reads see it
+        assert journal.read_text("/etc/a") == "two\n"
+        journal.write_text("/etc/a", "three\n")
+        assert t.read_text("/etc/a") == "three\n"
+        journal.rollback()  # writes to the inner target directly
+        assert journal.read_text("/etc/a") == "two\n"

@@ -34,6 +34,37 @@ MUTATING = (
 )
 
 
+#: methods that only read; inside a :meth:`Target.cached` block each answer is remembered per
+#: implementation and arguments (an exception is not: it is raised again each time)
+READING = ("read_bytes", "exists", "lstat", "stat", "readlink", "listdir", "glob")
+
+
+def _memoised(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(fn, "_goldsmith_memoised", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(self: Target, *args: Any, **kwargs: Any) -> Any:
+        owner = self.memo_owner()
+        memo = owner._memo
+        if memo is None or kwargs:
+            return fn(self, *args, **kwargs)
+        key = (fn, *args)
+        try:
+            found = memo[key]
+        except KeyError:
+            generation = owner._memo_generation
+            found = fn(self, *args)
+            if owner._memo is memo and owner._memo_generation == generation:
+                memo[key] = found
+        except TypeError:  # unhashable arguments: not remembered
+            return fn(self, *args)
+        return list(found) if isinstance(found, list) else found  # lists are the caller's
+
+    wrapper._goldsmith_memoised = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 def _invalidating(fn: Callable[..., Any]) -> Callable[..., Any]:
     if getattr(fn, "_goldsmith_invalidates", False):
         return fn
@@ -110,6 +141,10 @@ class Target(ABC):
             fn = cls.__dict__.get(name)
             if fn is not None and callable(fn):
                 setattr(cls, name, _invalidating(fn))
+        for name in READING:
+            fn = cls.__dict__.get(name)
+            if fn is not None and callable(fn):
+                setattr(cls, name, _memoised(fn))
         fn = cls.__dict__.get("session")
         if fn is not None and callable(fn):
             cls.session = _invalidating_session(fn)  # type: ignore[method-assign]
@@ -121,7 +156,8 @@ class Target(ABC):
 
     @contextlib.contextmanager
     def cached(self) -> Iterator[None]:
-        """Memoise expensive reads (:meth:`memo`) until the block ends.
+        """Memoise reads until the block ends: every answer of the reading methods
+        (:data:`READING`, in every subclass) and expensive derived reads (:meth:`memo`).
 
         Every write, command or session through the target (any subclass: the mutating
         methods are wrapped when the class is defined) empties the memo, so a check after an

@@ -26,6 +26,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from goldsmith.controls.base import Rule
 from goldsmith.controls.fsutil import fmt_mode, read_group, read_optional, read_passwd
@@ -47,8 +48,7 @@ class ScanKind(StrEnum):
     SUID_SGID = "suid-sgid"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: tens of thousands are made per walk
     path: str
     mode: int  # full st_mode (type and permission bits)
     uid: int
@@ -145,16 +145,26 @@ class TreeScanRule(Rule):
     def hits(self, t: Target) -> tuple[list[Hit], int]:
         """What the scan found (allow-listed entries left out) and how many entries it saw."""
         out: list[Hit] = []
-        n = 0
         uids = {e.uid for e in read_passwd(t).values()}
         gids = {e.gid for e in read_group(t).values()}
-        for e in t.memo(("tree-scan.walk", self.skip), lambda: tuple(walk(t, self.skip))):
-            n += 1
+        # one walk per target and skip list for all three scans (forgotten on any write)
+        entries = t.memo(("tree-scan.walk", self.skip), lambda: tuple(walk(t, self.skip)))
+        for e in self._candidates(entries, uids, gids):
             hit = self._hit(e, uids, gids)
             if hit is not None and not self._allowed(e.path):
                 out.append(hit)
         out.sort(key=lambda h: h.entry.path)  # scandir order is the disk's, not stable
-        return out, n
+        return out, len(entries)
+
+    def _candidates(
+        self, entries: tuple[Entry, ...], uids: set[int], gids: set[int]
+    ) -> list[Entry]:
+        """The entries :meth:`_hit` may report (a cheap first pass: most entries are not)."""
+        if self.scan is ScanKind.WORLD_WRITABLE:
+            return [e for e in entries if e.mode & 0o002]
+        if self.scan is ScanKind.UNOWNED:
+            return [e for e in entries if e.uid not in uids or e.gid not in gids]
+        return [e for e in entries if e.mode & 0o6000]
 
     def _hit(self, e: Entry, uids: set[int], gids: set[int]) -> Hit | None:
         perm = stat.S_IMODE(e.mode)
