@@ -282,6 +282,7 @@ class _CatalogueFile(_Strict):
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null"))
+_STR_TAG = _TAG + "str"
 
 
 #: libyaml's parser when PyYAML was built with it (composes ~25x faster); nodes keep their
@@ -328,6 +329,8 @@ def _plain(node: Node, file: str, path: str, ctor: yaml.SafeLoader | None = None
     if ctor is None:
         ctor = _Loader("")
     if isinstance(node, ScalarNode):
+        if node.tag == _STR_TAG:  # most scalars; what SafeConstructor makes of them too
+            return str(node.value)
         if node.tag not in _SCALAR_TAGS:
             raise _at(node, file, f"YAML tag {node.tag!r} is not allowed", path)
         return ctor.construct_object(node, deep=True)
