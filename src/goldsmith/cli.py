@@ -11,15 +11,15 @@ import sys
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from goldsmith import __version__
 from goldsmith.errors import GoldsmithError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -35,8 +35,34 @@ app.add_typer(profile_app, name="profile")
 controls_app = typer.Typer(help="Inspect the control catalogue.", no_args_is_help=True)
 app.add_typer(controls_app, name="controls")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich Console made on first use: rich takes ~50 ms to import, and a ``--json`` run
+    (``scan --json``, as the bench and CI run it) never prints through it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole())
+err = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+
+
+def escape(markup: str) -> str:
+    """rich's markup escape, imported when first needed."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(markup)
+
+
 _state: dict[str, bool] = {"debug": False}
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -147,6 +173,8 @@ def controls_list(
     if as_json:
         _print_json({"controls": rows, "coverage": summary} if summary else rows)
         return
+    from rich.table import Table
+
     table = Table(show_edge=False)
     table.add_column("id", no_wrap=True)
     for col in ("level", "rule", "CIS D13", "CIS D12"):
@@ -384,6 +412,8 @@ def build(
         if failed:
             raise typer.Exit(EXIT_FAIL)
         return
+    from rich.table import Table
+
     table = Table(title=f"{loaded.profile.output_name}", show_header=False)
     table.add_row("output", summary["out_dir"])
     table.add_row("rootfs sha256", result.rootfs_sha256)
@@ -543,6 +573,8 @@ def scan(
 
 
 def _print_scan(report: Any, written: list[Path]) -> None:
+    from rich.table import Table
+
     from goldsmith.model.records import Status
 
     table = Table(title=f"goldsmith scan: {escape(report.target)} ({report.profile_name})")

@@ -147,6 +147,11 @@ def _located(exc: ProfileError, at: tuple[str, int, int] | None) -> ProfileError
 
 def plan_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[PlannedControl]:
     """What every control would change, against the target as it is now. Writes nothing."""
+    with target.cached():
+        return _plan_all(target, resolved)
+
+
+def _plan_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[PlannedControl]:
     out: list[PlannedControl] = []
     for rc in resolved:
         steps = rc.rule.steps(target)
@@ -173,6 +178,11 @@ def _diff(target: Target, step: WriteFile) -> str:
 
 def check_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:
     """One finding per control. A check that cannot run is an ``error`` finding, not a crash."""
+    with target.cached():
+        return _check_all(target, resolved)
+
+
+def _check_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:
     out: list[Finding] = []
     refs: tuple[str, ...]
     for rc in resolved:
@@ -213,7 +223,16 @@ def apply_all(target: Target, resolved: Sequence[ResolvedControl]) -> ApplyResul
     cannot undo package installs; the written configuration is tested again afterwards.
     Package rules run apt in the target: callers keep a ``target.session()`` and
     ``host_resolver(target)`` open.
+
+    Expensive reads are memoised for the run (:meth:`Target.cached`); every write and command
+    through the target (or the journal) forgets them, so each control sees the target as the
+    controls before it left it.
     """
+    with target.cached():
+        return _apply_all(target, resolved)
+
+
+def _apply_all(target: Target, resolved: Sequence[ResolvedControl]) -> ApplyResult:
     sshd_preflight(target, resolved)
     journal = JournalTarget(target)
     per_control: dict[str, list[Change]] = {}
@@ -364,6 +383,11 @@ class JournalTarget(Target):
     @property
     def root(self) -> Any:
         return self.inner.root
+
+    def memo_owner(self) -> Target:
+        # reads go straight through, and the rollback writes to ``inner`` directly: share its
+        # memo so that either way of writing empties the one memo both read
+        return self.inner.memo_owner()
 
     @property
     def description(self) -> str:

@@ -8,12 +8,97 @@ leave it; a HostTarget acts on "/".
 from __future__ import annotations
 
 import contextlib
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from goldsmith.model.records import FileType
+
+_T = TypeVar("_T")
+
+#: methods that change the target (or may: a command can change anything); a call to any of
+#: them, in any subclass, empties the target's memo before and after it runs
+MUTATING = (
+    "write_bytes",
+    "write_text",
+    "chmod",
+    "chown",
+    "mkdir",
+    "unlink",
+    "rmtree",
+    "symlink",
+    "run",
+)
+
+
+#: methods that only read; inside a :meth:`Target.cached` block each answer is remembered per
+#: implementation and arguments (an exception is not: it is raised again each time)
+READING = ("read_bytes", "exists", "lstat", "stat", "readlink", "listdir", "glob")
+
+
+def _memoised(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(fn, "_goldsmith_memoised", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(self: Target, *args: Any, **kwargs: Any) -> Any:
+        owner = self.memo_owner()
+        memo = owner._memo
+        if memo is None or kwargs:
+            return fn(self, *args, **kwargs)
+        key = (fn, *args)
+        try:
+            found = memo[key]
+        except KeyError:
+            generation = owner._memo_generation
+            found = fn(self, *args)
+            if owner._memo is memo and owner._memo_generation == generation:
+                memo[key] = found
+        except TypeError:  # unhashable arguments: not remembered
+            return fn(self, *args)
+        return list(found) if isinstance(found, list) else found  # lists are the caller's
+
+    wrapper._goldsmith_memoised = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _invalidating(fn: Callable[..., Any]) -> Callable[..., Any]:
+    if getattr(fn, "_goldsmith_invalidates", False):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(self: Target, *args: Any, **kwargs: Any) -> Any:
+        self.invalidate()
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            self.invalidate()
+
+    wrapper._goldsmith_invalidates = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _invalidating_session(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """session() mounts and unmounts pseudo file systems inside the root: invalidate around."""
+    if getattr(fn, "_goldsmith_invalidates", False):
+        return fn
+
+    @functools.wraps(fn)
+    @contextlib.contextmanager
+    def wrapper(self: Target, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self.invalidate()
+        try:
+            with fn(self, *args, **kwargs) as value:
+                self.invalidate()
+                yield value
+        finally:
+            self.invalidate()
+
+    wrapper._goldsmith_invalidates = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -43,6 +128,77 @@ class Target(ABC):
 
     #: True when the target is a running system (live sysctl, loaded audit rules, sockets).
     live: bool = False
+
+    #: results of expensive reads (a walk of the tree, the parsed dpkg status) while a
+    #: :meth:`cached` block is open; None (nothing is memoised) otherwise
+    _memo: dict[Hashable, Any] | None = None
+    #: bumped by every invalidation (a value computed across one is not remembered)
+    _memo_generation: int = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in MUTATING:
+            fn = cls.__dict__.get(name)
+            if fn is not None and callable(fn):
+                setattr(cls, name, _invalidating(fn))
+        for name in READING:
+            fn = cls.__dict__.get(name)
+            if fn is not None and callable(fn):
+                setattr(cls, name, _memoised(fn))
+        fn = cls.__dict__.get("session")
+        if fn is not None and callable(fn):
+            cls.session = _invalidating_session(fn)  # type: ignore[method-assign]
+
+    # memo ----------------------------------------------------------------------------------
+    def memo_owner(self) -> Target:
+        """The target whose memo this one shares (a wrapper shares its inner target's)."""
+        return self
+
+    @contextlib.contextmanager
+    def cached(self) -> Iterator[None]:
+        """Memoise reads until the block ends: every answer of the reading methods
+        (:data:`READING`, in every subclass) and expensive derived reads (:meth:`memo`).
+
+        Every write, command or session through the target (any subclass: the mutating
+        methods are wrapped when the class is defined) empties the memo, so a check after an
+        apply never sees a stale answer. Changes made behind the target's back (another
+        process, a host path written directly) are not seen inside the block: keep it to one
+        scan or one apply run. Nested blocks share the outermost one's memo.
+        """
+        owner = self.memo_owner()
+        if owner._memo is not None:
+            yield
+            return
+        owner._memo = {}
+        try:
+            yield
+        finally:
+            owner._memo = None
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()``, remembered under ``key`` inside a :meth:`cached` block.
+
+        The value is shared by every caller: do not change it (copy it first).
+        """
+        memo = self.memo_owner()._memo
+        if memo is None:
+            return compute()
+        if key in memo:
+            value: _T = memo[key]
+            return value
+        owner = self.memo_owner()
+        generation = owner._memo_generation
+        value = compute()
+        if owner._memo is memo and owner._memo_generation == generation:
+            memo[key] = value
+        return value
+
+    def invalidate(self) -> None:
+        """Forget every memoised read (after a change the target cannot see itself)."""
+        owner = self.memo_owner()
+        owner._memo_generation += 1
+        if owner._memo:
+            owner._memo.clear()
 
     @property
     @abstractmethod

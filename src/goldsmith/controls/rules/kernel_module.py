@@ -33,6 +33,21 @@ def _norm(mod: str) -> str:
     return mod.replace("-", "_")
 
 
+def _read_modprobe_d(
+    t: Target,
+) -> tuple[tuple[str, ...], tuple[tuple[str, int, tuple[str, ...]], ...]]:
+    """The modprobe.d files in kmod order, and their lines of two words or more (comments cut)
+    as (file, line number, words)."""
+    files = dropin_files(t, MODPROBE_DIRS, ".conf")
+    lines: list[tuple[str, int, tuple[str, ...]]] = []
+    for f in files:
+        for n, raw in enumerate((read_optional(t, f) or "").splitlines(), 1):
+            words = raw.split("#", 1)[0].split()
+            if len(words) >= 2:
+                lines.append((f, n, tuple(words)))
+    return tuple(files), tuple(lines)
+
+
 @dataclass(frozen=True)
 class KernelModuleRule(Rule):
     type_name = "kernel-module"
@@ -55,20 +70,18 @@ class KernelModuleRule(Rule):
 
     def scan(self, t: Target) -> tuple[str | None, str | None, list[str]]:
         """(first install command with its place, a blacklist place, files read)."""
-        files = dropin_files(t, MODPROBE_DIRS, ".conf")
+        files, lines = t.memo(("kernel-module.modprobe.d",), lambda: _read_modprobe_d(t))
         install: str | None = None
         blacklist: str | None = None
         mod = _norm(self.name)
-        for f in files:
-            for n, raw in enumerate((read_optional(t, f) or "").splitlines(), 1):
-                words = raw.split("#", 1)[0].split()
-                if len(words) < 2 or not fnmatch.fnmatchcase(mod, _norm(words[1])):
-                    continue
-                if words[0] == "install" and install is None and len(words) >= 3:
-                    install = f"{' '.join(words[2:])} ({f}:{n})"
-                elif words[0] == "blacklist" and blacklist is None:
-                    blacklist = f"{f}:{n}"
-        return install, blacklist, files
+        for f, n, words in lines:
+            if not fnmatch.fnmatchcase(mod, _norm(words[1])):
+                continue
+            if words[0] == "install" and install is None and len(words) >= 3:
+                install = f"{' '.join(words[2:])} ({f}:{n})"
+            elif words[0] == "blacklist" and blacklist is None:
+                blacklist = f"{f}:{n}"
+        return install, blacklist, list(files)
 
     def check(self, t: Target) -> Finding:
         install, blacklist, files = self.scan(t)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 from goldsmith.controls.base import Rule
 from goldsmith.controls.fsutil import read_optional
@@ -24,6 +26,15 @@ class PackageState(StrEnum):
 
 def dpkg_status(t: Target) -> dict[str, tuple[str, str]]:
     """package name -> (dpkg state such as "installed" or "config-files", version)."""
+    return dict(_dpkg_status(t))
+
+
+def _dpkg_status(t: Target) -> Mapping[str, tuple[str, str]]:
+    """:func:`dpkg_status`, parsed once per :meth:`Target.cached` block (shared: read only)."""
+    return t.memo(("package.dpkg-status",), lambda: MappingProxyType(_parse_dpkg_status(t)))
+
+
+def _parse_dpkg_status(t: Target) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     text = read_optional(t, DPKG_STATUS) or ""
     for stanza in text.split("\n\n"):
@@ -51,7 +62,7 @@ class PackageRule(Rule):
             raise ValueError(f"not a Debian package name: {self.name!r}")
 
     def _observed(self, t: Target) -> tuple[str, str]:
-        return dpkg_status(t).get(self.name, ("not-installed", ""))
+        return _dpkg_status(t).get(self.name, ("not-installed", ""))
 
     def _ok(self, state: str) -> bool:
         if self.state is PackageState.PRESENT:

@@ -23,9 +23,10 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from goldsmith.controls.base import Rule
 from goldsmith.controls.fsutil import fmt_mode, read_group, read_optional, read_passwd
@@ -47,8 +48,7 @@ class ScanKind(StrEnum):
     SUID_SGID = "suid-sgid"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):  # a tuple: tens of thousands are made per walk
     path: str
     mode: int  # full st_mode (type and permission bits)
     uid: int
@@ -116,6 +116,25 @@ def walk(t: Target, skip: tuple[str, ...] = DEFAULT_SKIP) -> Iterator[Entry]:
             os.close(fd)
 
 
+def _known_ids(t: Target) -> tuple[set[int], set[int]]:
+    """The uids of /etc/passwd and the gids of /etc/group."""
+    return {e.uid for e in read_passwd(t).values()}, {e.gid for e in read_group(t).values()}
+
+
+def _notable(t: Target, skip: tuple[str, ...]) -> tuple[tuple[Entry, ...], int]:
+    """One walk for all three scan kinds: the entries any of them may report (world-writable
+    bits, setuid/setgid bits, an unknown uid or gid) and how many entries were walked. Only
+    those are kept, so the memo stays small however large the tree is."""
+    uids, gids = _known_ids(t)
+    kept: list[Entry] = []
+    n = 0
+    for e in walk(t, skip):
+        n += 1
+        if e.mode & 0o6002 or e.uid not in uids or e.gid not in gids:
+            kept.append(e)
+    return tuple(kept), n
+
+
 @dataclass(frozen=True)
 class Hit:
     entry: Entry
@@ -145,16 +164,23 @@ class TreeScanRule(Rule):
     def hits(self, t: Target) -> tuple[list[Hit], int]:
         """What the scan found (allow-listed entries left out) and how many entries it saw."""
         out: list[Hit] = []
-        n = 0
-        uids = {e.uid for e in read_passwd(t).values()}
-        gids = {e.gid for e in read_group(t).values()}
-        for e in walk(t, self.skip):
-            n += 1
+        uids, gids = _known_ids(t)
+        # one walk per target and skip list for all three scans (forgotten on any write)
+        entries, n = t.memo(("tree-scan.walk", self.skip), lambda: _notable(t, self.skip))
+        for e in self._candidates(entries, uids, gids):
             hit = self._hit(e, uids, gids)
             if hit is not None and not self._allowed(e.path):
                 out.append(hit)
         out.sort(key=lambda h: h.entry.path)  # scandir order is the disk's, not stable
         return out, n
+
+    def _candidates(self, entries: Iterable[Entry], uids: set[int], gids: set[int]) -> list[Entry]:
+        """The entries :meth:`_hit` may report (a cheap first pass: most entries are not)."""
+        if self.scan is ScanKind.WORLD_WRITABLE:
+            return [e for e in entries if e.mode & 0o002]
+        if self.scan is ScanKind.UNOWNED:
+            return [e for e in entries if e.uid not in uids or e.gid not in gids]
+        return [e for e in entries if e.mode & 0o6000]
 
     def _hit(self, e: Entry, uids: set[int], gids: set[int]) -> Hit | None:
         perm = stat.S_IMODE(e.mode)
