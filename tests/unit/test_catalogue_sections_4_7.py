@@ -83,11 +83,7 @@ def test_ufw_is_not_applicable_because_the_firewall_is_nftables(cat: Catalogue) 
 
 def test_aide_is_installed_and_hashes_the_audit_tools(cat: Catalogue) -> None:
     assert control(cat, "aide.installed").params["name"] == "aide"
-    tools = {
-        c.params["key"]
-        for c in cat.controls.values()
-        if c.id.startswith("aide.audit-tool-")
-    }
+    tools = {c.params["key"] for c in cat.controls.values() if c.id.startswith("aide.audit-tool-")}
     assert {f"/usr/sbin/{t}" for t in ("auditctl", "auditd", "ausearch", "aureport")} <= tools
     # the baseline database is created on the deployed host; the reason says why
     reason = coverage(cat, "cis-debian13").not_automated["6.3.2"].reason
