@@ -113,10 +113,15 @@ def test_partitions_the_image_does_not_have_are_not_applicable_with_the_reason(
     cat: Catalogue,
 ) -> None:
     cov = coverage(cat, "cis-debian13")
-    for rec in ("1.1.2.3.1", "1.1.2.4.1", "1.1.2.4.2"):
+    for rec in ("1.1.2.4.1", "1.1.2.4.2"):
         assert cov.not_automated[rec].kind is NotAutomatedKind.NOT_APPLICABLE
     assert "docker" in cov.not_automated["1.1.2.4.2"].reason.lower()
-    for rec, mp in (("1.1.2.1.4", "/tmp"), ("1.1.2.6.1", "/var/log"), ("1.1.2.2.4", "/dev/shm")):
+    for rec, mp in (
+        ("1.1.2.1.4", "/tmp"),
+        ("1.1.2.6.1", "/var/log"),
+        ("1.1.2.2.4", "/dev/shm"),
+        ("1.1.2.3.2", "/home"),
+    ):
         (cid,) = cov.automated[rec]
         assert cat.get(cid).params["mountpoint"] == mp
 
@@ -215,6 +220,7 @@ tmpfs /dev/shm tmpfs defaults 0 0
 UUID=2 /var/tmp ext4 nodev 0 2
 UUID=3 /var/log ext4 defaults 0 2
 UUID=4 /var/log/audit ext4 nodev,nosuid,noexec 0 2
+UUID=5 /home ext4 defaults 0 2
 """
 SOURCES = """deb http://deb.debian.org/debian trixie main
 
