@@ -73,11 +73,7 @@ def test_scanners_ran_in_the_guest(boot: BoottestResult) -> None:
     gs = scanners["goldsmith"]
     assert gs["status"] == "ran", gs
     assert "guest_lynis" in scanners["lynis"]["reason"]
-    oscap = scanners["openscap"]
-    assert oscap["status"] == "ran", oscap
-    assert 0 < oscap["pass_rate"] <= 100
-    assert oscap["counts"]["pass"] > 100  # the dpkginfo probe sees the packages (APT_CONFIG)
-    assert Path(oscap["artifact"]).is_file()
+    assert "guest_openscap" in scanners["openscap"]["reason"]
 
 
 def test_goldsmith_scan_of_the_running_image_is_compliant(

@@ -1,8 +1,10 @@
 """The default image against its own gates, from the session's rootfs scan and boot test.
 
-`make image` evaluates the same gates with Lynis run inside the booted image. Here (CI, TCG)
-Lynis runs in a chroot of the rootfs only, because inside a TCG guest it takes 10+ minutes; the
-Lynis gate is then evaluated over that chroot index, labelled as such.
+`make image` evaluates the same gates with Lynis and OpenSCAP run inside the booted image.
+Here (CI, TCG) they run on the rootfs only (Lynis in a chroot, oscap-chroot), because inside a
+TCG guest each takes 15-30 minutes; those two gates are then evaluated over the offline
+results, labelled as such, and they are not asserted: offline, OpenSCAP cannot see mounts or
+unit state and Lynis sees no running process, so both read lower than on the booted image.
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ def test_default_image_meets_its_gate(gates: dict[str, GateResult], name: str) -
     assert gate.passed, f"{gate.observed}: {gate.explanation}"
 
 
-def test_lynis_gate_is_evaluated_over_the_labelled_chroot_index(
+def test_scanner_gates_are_evaluated_over_the_labelled_offline_results(
     gates: dict[str, GateResult],
 ) -> None:
-    gate = gates["lynis-hardening-index"]
-    assert "chroot" in gate.observed
+    assert "from the chroot scan" in gates["lynis-hardening-index"].observed
+    assert "oscap-chroot on the rootfs" in gates["openscap-cis-l2-pass-rate"].observed

@@ -86,6 +86,33 @@ def test_errors_and_not_applicable_are_never_excepted() -> None:
     assert [r.state for r in out.reports] == [ExceptionState.STALE, ExceptionState.STALE]
 
 
+def test_an_error_is_excepted_only_by_an_exception_that_says_it_covers_errors() -> None:
+    found = [
+        finding("openscap:service_auditd_enabled", Status.ERROR, Source.OPENSCAP),
+        finding("openscap:service_cron_enabled", Status.ERROR, Source.OPENSCAP),
+        finding("openscap:service_rsyslog_enabled", Status.NOT_APPLICABLE, Source.OPENSCAP),
+    ]
+    covering = exc("openscap:service_auditd_enabled").model_copy(update={"covers_errors": True})
+    plain = exc("openscap:service_cron_enabled")
+    na = exc("openscap:service_rsyslog_enabled").model_copy(update={"covers_errors": True})
+    out = apply_exceptions(found, [covering, plain, na], today=TODAY)
+    assert [f.status for f in out.findings] == [
+        Status.EXCEPTED,
+        Status.ERROR,
+        Status.NOT_APPLICABLE,
+    ]
+    assert [r.state for r in out.reports] == [
+        ExceptionState.ACTIVE,
+        ExceptionState.STALE,
+        ExceptionState.STALE,
+    ]
+    # expired, it excepts nothing and the error it names is reported as still there
+    old = covering.model_copy(update={"expires": dt.date(2026, 1, 1)})
+    gone = apply_exceptions(found[:1], [old], today=TODAY)
+    assert gone.findings[0].status is Status.ERROR
+    assert gone.reports[0].matched == ("openscap:service_auditd_enabled",)
+
+
 @pytest.mark.parametrize("bad", ["Sysctl ip forward", "nessus:123", "lynis:", ""])
 def test_exception_ids_are_validated(bad: str) -> None:
     with pytest.raises(ValidationError):

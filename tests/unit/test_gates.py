@@ -62,6 +62,32 @@ def test_the_booted_lynis_index_is_preferred_over_the_chroot_one(tmp_path: Path)
     assert "91 from the booted image" in got["lynis-hardening-index"].observed
 
 
+def test_the_booted_openscap_rate_is_preferred_over_the_offline_one(tmp_path: Path) -> None:
+    guest = {
+        "status": "ran",
+        "profile": "xccdf_org.ssgproject.content_profile_cis_level2_server",
+        "pass_rate": 95.5,
+        "counts": {"pass": 470, "fail": 22, "error": 0},
+    }
+    got = by_name(
+        Gates(), results(tmp_path, boot={"passed": True, "scanners": {"openscap": guest}})
+    )
+    gate = got["openscap-cis-l2-pass-rate"]
+    assert gate.passed and "95.50 % (470 of 492" in gate.observed
+    assert "booted image" in gate.observed
+    low = {**guest, "pass_rate": 90.0}
+    missed = by_name(
+        Gates(), results(tmp_path, boot={"passed": True, "scanners": {"openscap": low}})
+    )["openscap-cis-l2-pass-rate"]
+    assert not missed.passed and "5.00 points below 95 %" in (missed.explanation or "")
+    # a guest run that did not happen leaves the offline (oscap-chroot) rate, labelled
+    off = {"status": "not_run", "reason": "turned off"}
+    fallback = by_name(
+        Gates(), results(tmp_path, boot={"passed": True, "scanners": {"openscap": off}})
+    )["openscap-cis-l2-pass-rate"]
+    assert "oscap-chroot on the rootfs" in fallback.observed
+
+
 def test_missing_results_fail_every_gate_that_needs_them(tmp_path: Path) -> None:
     got = by_name(Gates(), results(tmp_path, scan=False))
     assert not any(g.passed for g in got.values())

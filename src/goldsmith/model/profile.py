@@ -129,6 +129,10 @@ class ExceptionEntry(Strict):
     owner: Annotated[str, Field(min_length=1)]
     approved_by: Annotated[str, Field(min_length=1)]
     expires: dt.date
+    #: also except an ``error`` (the check could not run), not only a failure. Only for a
+    #: check the scanner cannot evaluate where it runs (an offline probe); the justification
+    #: must say where the setting is evaluated instead.
+    covers_errors: bool = False
 
 
 class Siem(Strict):

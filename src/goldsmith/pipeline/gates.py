@@ -4,9 +4,10 @@ The thresholds are data in the profile (:class:`goldsmith.model.profile.Gates`);
 are ``scan.json`` (written by ``goldsmith scan --out DIR``) and ``boottest.json`` (written by
 the boot test, top-level ``"passed": bool``) in one results directory.
 
-The Lynis hardening index comes from the booted image when the boot test ran Lynis there
-(``boottest.json`` ``scanners.lynis.hardening_index``); otherwise from the chroot scan in
-``scan.json``, labelled as that fallback. A result that is missing fails its gate and says so:
+The Lynis hardening index and the OpenSCAP CIS Level 2 pass rate come from the booted image
+when the boot test ran the scanner there (``boottest.json`` ``scanners.lynis`` /
+``scanners.openscap``); otherwise from the offline scan in ``scan.json`` (Lynis in a chroot,
+oscap-chroot), labelled as that fallback. A result that is missing fails its gate and says so:
 a gate is never passed for lack of evidence.
 """
 
@@ -158,9 +159,37 @@ def _failures(gates: Gates, r: Results) -> GateResult:
     )
 
 
+def _guest_openscap(r: Results) -> dict[str, Any] | None:
+    """The boot test's OpenSCAP result from inside the booted image, if it ran."""
+    scanners = (r.boottest or {}).get("scanners")
+    o = scanners.get("openscap") if isinstance(scanners, dict) else None
+    if isinstance(o, dict) and o.get("status") == "ran" and o.get("pass_rate") is not None:
+        return o
+    return None
+
+
 def _openscap(gates: Gates, r: Results) -> GateResult:
     name, need = "openscap-cis-l2-pass-rate", gates.openscap_min_pass_rate
     required = f">= {need:g} % of applicable CIS Level 2 Server rules"
+    guest = _guest_openscap(r)
+    if guest is not None and guest.get("profile") == CIS_L2_SERVER:
+        rate = float(guest["pass_rate"])
+        gc = guest.get("counts") or {}
+        applicable = gc.get("pass", 0) + gc.get("fail", 0) + gc.get("error", 0)
+        observed = (
+            f"{rate:.2f} % ({gc.get('pass', 0)} of {applicable} applicable rules) from the "
+            f"booted image ({r.boottest_path.name})"
+        )
+        if rate >= need:
+            return GateResult(name, True, required, observed)
+        return GateResult(
+            name,
+            False,
+            required,
+            observed,
+            f"{need - rate:.2f} points below {need:g} %: {gc.get('fail', 0)} rules fail in the "
+            f"booted image; they are listed in {r.boottest_path.name} (scanners.openscap.failed)",
+        )
     o = r.scan.openscap if r.scan is not None else None
     if o is None:
         return GateResult(
@@ -184,7 +213,10 @@ def _openscap(gates: Gates, r: Results) -> GateResult:
         )
     counts = {str(k): v for k, v in o.counts.items()}
     applicable = counts.get("pass", 0) + counts.get("fail", 0) + counts.get("error", 0)
-    observed = f"{o.pass_rate:.2f} % ({counts.get('pass', 0)} of {applicable} applicable rules)"
+    observed = (
+        f"{o.pass_rate:.2f} % ({counts.get('pass', 0)} of {applicable} applicable rules) from "
+        f"oscap-chroot on the rootfs ({r.scan_path.name}; no OpenSCAP run in the booted image)"
+    )
     if o.pass_rate >= need:
         return GateResult(name, True, required, observed)
     return GateResult(

@@ -10,8 +10,12 @@ An exception names a goldsmith control id or a scanner rule id (``lynis:SSH-7408
 * ``expired``: ``expires`` is before today. It excepts nothing, and the expired exception
   itself counts as a failure (a waiver nobody renewed must be looked at).
 
-Only ``fail`` findings are excepted: an ``error`` means the check could not run, and a waiver
-for a result nobody saw would hide that. ``today`` is always passed in.
+Only ``fail`` findings are excepted by default: an ``error`` means the check could not run,
+and a waiver for a result nobody saw would hide that. An exception with ``covers_errors: true``
+also excepts an error; it is meant for a check a scanner cannot evaluate where it runs (an
+OpenSCAP probe that does not work on an offline rootfs), and its justification says where the
+setting is evaluated instead. The excepted finding keeps its original status in the report.
+``today`` is always passed in.
 """
 
 from __future__ import annotations
@@ -100,13 +104,15 @@ def apply_exceptions(
     matched: dict[str, list[str]] = {}
     for i, f in enumerate(findings):
         hit = by_key.get(f.control)
-        if hit is not None and f.status is Status.FAIL:
+        if hit is not None and (
+            f.status is Status.FAIL or (f.status is Status.ERROR and hit.covers_errors)
+        ):
             out.append(dataclasses.replace(f, status=Status.EXCEPTED))
             applied[i] = hit
             matched.setdefault(exception_key(hit.control), []).append(f.control)
         else:
             out.append(f)
-    failing = {f.control for f in findings if f.status is Status.FAIL}
+    failing = {f.control for f in findings if f.status in (Status.FAIL, Status.ERROR)}
     reports: list[ExceptionReport] = []
     for e in exceptions:
         key = exception_key(e.control)
