@@ -141,7 +141,8 @@ def test_account_goes_into_the_copy_and_the_gold_image_is_unchanged(tmp_path: Pa
             for ln in (root / "etc/shadow").read_text().splitlines()
         }
         assert shadow["gsboottest"] == "*"  # no password: key login only
-        auth = root / "home/gsboottest/.ssh/authorized_keys"
+        # on the root filesystem: a separate /home would hide it at boot
+        auth = root / "var/lib/gsboottest/.ssh/authorized_keys"
         assert auth.read_text() == KEY + "\n"
         assert auth.stat().st_mode & 0o777 == 0o600
         uid = int(passwd.split("gsboottest:x:")[1].split(":")[0])
@@ -218,3 +219,13 @@ def test_sudoers_names_only_the_listed_commands() -> None:
     assert "NOPASSWD: GOLDSMITH_BOOTTEST" in text
     assert "NOPASSWD: ALL" not in text
     assert "Defaults:gsboottest !use_pty" in text
+
+
+def test_the_test_home_is_on_the_root_filesystem() -> None:
+    from goldsmith.boot.inject import boot_home
+
+    # /home is its own filesystem in the default profile: a home there would be hidden at boot
+    assert boot_home("gsboottest", ["/home", "/tmp", "/var/log"]) == "/var/lib/gsboottest"
+    assert boot_home("gsboottest", ["/var", "/home"]) == "/opt/gsboottest"
+    assert boot_home("gsboottest", ["/var", "/opt"]) == "/gsboottest"
+    assert boot_home("u", ["/variable"]) == "/var/lib/u"  # a prefix is not a parent

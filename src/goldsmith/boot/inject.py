@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,10 +226,36 @@ def sudoers_text(user: str) -> str:
     )
 
 
+def boot_home(user: str, separate: Sequence[str]) -> str:
+    """A home for the test account on the root filesystem itself.
+
+    Only the root filesystem of the copy is mounted for the injection: a home under a
+    mount point of another filesystem (``/home`` in the default profile) would be hidden by
+    that filesystem at boot, and with it the key.
+    """
+    for candidate in (f"/var/lib/{user}", f"/opt/{user}", f"/{user}"):
+        if not any(
+            candidate == m or candidate.startswith(m.rstrip("/") + "/")
+            for m in separate
+            if m != "/"
+        ):
+            return candidate
+    raise BootTestError(f"no place on the root filesystem for the test user's home ({separate})")
+
+
 def inject(
-    root: Path, *, key_line: str, fingerprint: str, allow_group: str | None, user: str = BOOT_USER
+    root: Path,
+    *,
+    key_line: str,
+    fingerprint: str,
+    allow_group: str | None,
+    user: str = BOOT_USER,
+    separate: Sequence[str] = (),
 ) -> Injection:
-    """Add the boot-test account to the mounted root filesystem of a copy."""
+    """Add the boot-test account to the mounted root filesystem of a copy.
+
+    ``separate``: the image's other mount points (its home must not be under one).
+    """
     if shutil.which("useradd") is None:
         raise ToolMissingError("useradd", "passwd")
     groups = _groups(root)
@@ -241,6 +267,8 @@ def inject(
         "--root",
         str(root),
         "--create-home",
+        "--home-dir",
+        boot_home(user, separate),
         "--user-group",
         "--shell",
         "/bin/sh",
@@ -322,6 +350,7 @@ def prepare_test_copy(
                 fingerprint=fingerprint,
                 allow_group=allow_group,
                 user=user,
+                separate=[p.mountpoint for p in profile.image.partitions],
             )
     except BaseException:
         disk.unlink(missing_ok=True)
