@@ -94,8 +94,9 @@ def test_check_mode_shows_changes_and_writes_nothing(
     before = tree_hash(rootfs)
     assert main(["apply", "--rootfs", str(rootfs), "--check", "--diff"]) == EXIT_FAIL
     shown = capsys.readouterr().out
-    assert "sshd.ciphers: /etc/ssh/sshd_config.d/00-goldsmith.conf" in shown
-    assert "+Ciphers aes256-gcm@openssh.com" in shown  # a unified diff of the drop-in
+    # sshd options are written to sshd_config itself (OpenSCAP reads only that file)
+    assert "sshd.ciphers: /etc/ssh/sshd_config" in shown
+    assert "+Ciphers aes256-gcm@openssh.com" in shown  # a unified diff of the file
     assert tree_hash(rootfs) == before
 
 
