@@ -44,7 +44,7 @@ unit: deps
 	$(VENV)/bin/pytest -q tests/unit
 
 test: deps lint typecheck
-	$(VENV)/bin/pytest -q --timeout=1800 tests
+	$(VENV)/bin/pytest -q --timeout=1800 --durations=25 tests
 
 clean:
 	rm -rf $(OUT) .pytest_cache .mypy_cache
