@@ -461,6 +461,13 @@ def boottest(
             help="Run Lynis inside the guest (slow under TCG: 10+ minutes).",
         ),
     ] = True,
+    guest_openscap: Annotated[
+        bool,
+        typer.Option(
+            "--guest-openscap/--no-guest-openscap",
+            help="Run OpenSCAP CIS L2 inside the guest (slow under TCG: 15+ minutes).",
+        ),
+    ] = True,
     cache_dir: Annotated[
         Path, typer.Option("--cache-dir", help="Scanner content and zipapp cache.")
     ] = Path("/var/cache/goldsmith"),
@@ -480,6 +487,7 @@ def boottest(
         accel=accel,
         scanners=scanners,
         guest_lynis=guest_lynis,
+        guest_openscap=guest_openscap,
         cache_dir=cache_dir,
         exceptions=tuple(load_exceptions(loaded)),
     )

@@ -251,3 +251,34 @@ def test_guest_profile_round_trips_with_the_boottest_exception(tmp_path: Path) -
     assert again.controls == loaded.profile.controls
     assert again.exceptions[:-1] == loaded.profile.exceptions
     assert again.exceptions[-1].control == "sudo.nopasswd-absent"
+
+
+def test_guest_scanners_run_side_by_side_and_an_error_stays_one_scanners(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import threading
+
+    from goldsmith.boot import boottest
+    from goldsmith.errors import BootTestError
+    from goldsmith.model.profile_loader import load_profile
+
+    both = threading.Barrier(2, timeout=10)  # passes only if Lynis and OpenSCAP overlap
+
+    def lynis(*a: object) -> dict[str, object]:
+        both.wait()
+        return {"status": "ran", "hardening_index": 80}
+
+    def oscap(*a: object) -> dict[str, object]:
+        both.wait()
+        raise BootTestError("copying oscap into the guest failed (exit 255): gone")
+
+    monkeypatch.setattr(boottest, "_scan_goldsmith", lambda *a: {"status": "ran"})
+    monkeypatch.setattr(boottest, "_scan_lynis", lynis)
+    monkeypatch.setattr(boottest, "_scan_openscap", oscap)
+    profile = load_profile("nanoclaw-debian13").profile
+    out = boottest._scanners(
+        FakeClient({}), profile, boottest.BoottestOptions(cache_dir=tmp_path), tmp_path
+    )
+    assert out["goldsmith"] == {"status": "ran"}
+    assert out["lynis"]["hardening_index"] == 80
+    assert out["openscap"]["status"] == "error" and "exit 255" in out["openscap"]["reason"]

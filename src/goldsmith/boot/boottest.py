@@ -33,6 +33,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -527,12 +528,22 @@ def _scanners(
         ),
         ("openscap", lambda: _scan_openscap(client, opts, art)),
     ]
-    for name, step in steps:
+
+    def run(name: str, step: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
-            out[name] = step()
+            result = step()
         except GoldsmithError as e:
-            out[name] = {"status": "error", "reason": e.message.splitlines()[0]}
-        log.info("scanner %s: %s", name, out[name].get("status"))
+            result = {"status": "error", "reason": e.message.splitlines()[0]}
+        log.info("scanner %s: %s", name, result.get("status"))
+        return result
+
+    # goldsmith first (quick); Lynis and OpenSCAP are single-threaded and independent (their
+    # own directories and artifacts), so they run side by side on the guest's CPUs
+    out["goldsmith"] = run(*steps[0])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(run, name, step) for name, step in steps[1:]}
+    for name, fut in futures.items():
+        out[name] = fut.result()
     return out
 
 
