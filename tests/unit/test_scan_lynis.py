@@ -173,3 +173,19 @@ def test_mapping_exact_control_ids_exist_in_the_catalogue() -> None:
 def test_mapping_validation(doc: object, match: str) -> None:
     with pytest.raises(ScanError, match=match):
         _parse_mapping(doc)
+
+
+def test_hardened_default_image_report() -> None:
+    """Lynis 3.1.4 in a chroot of the hardened default rootfs (build of 2026-11-25)."""
+    r = parse_report((ASSETS / "nanoclaw-hardened-chroot.lynis-report.dat").read_text())
+    stock = parse_report(REPORT.read_text())
+    assert (r.hardening_index, r.tests_performed) == (75, 251)
+    assert r.hardening_index > stock.hardening_index
+    assert [w.test_id for w in r.warnings] == [
+        "KRNL-5830",
+        "PKGS-7388",
+        "FIRE-4512",
+        "LOGG-2138",
+        "FINT-4316",
+    ]
+    assert len(r.suggestions) == 21

@@ -267,3 +267,21 @@ def test_oscap_missing_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 )
 def test_content_version_matching(full: str, wanted: str, ok: bool) -> None:
     assert _matches(full, wanted) is ok
+
+
+def test_hardened_default_image_results(real: OscapResult) -> None:
+    """oscap-chroot, CIS L2 Server, on the hardened default rootfs (build of 2026-11-25)."""
+    hardened = parse_xccdf_results(
+        ASSET.with_name("nanoclaw-hardened-cis-l2-server.oscap-results.xml.gz")
+    )
+    counts = {str(k): v for k, v in hardened.counts.items() if v}
+    assert counts == {
+        "pass": 442,
+        "fail": 33,
+        "unknown": 10,
+        "notapplicable": 33,
+        "notchecked": 1,
+        "notselected": 258,
+    }
+    assert hardened.pass_rate is not None and round(hardened.pass_rate * 100, 2) == 93.05
+    assert real.pass_rate is not None and hardened.pass_rate > real.pass_rate
