@@ -172,6 +172,8 @@ def test_auditctl_status_and_list_captures() -> None:
             "-a always,exit -S all -F path=/usr/bin/chcon -F perm=x -F auid>=1000 -F auid!=-1 "
             "-F key=perm_chng",
         ),
+        # seen in the booted image: the kernel lists a watched directory without its slash
+        ("-w /etc/sudoers.d/ -p wa -k scope", "-w /etc/sudoers.d -p wa -k scope"),
     ],
 )
 def test_audit_rules_from_files_compare_equal_to_auditctl_listing(
@@ -189,6 +191,11 @@ def test_audit_rules_differing_in_a_field_do_not_compare_equal() -> None:
     c1 = canonical_audit_rule("-a always,exit -S execve -C euid!=uid -k e")
     c2 = canonical_audit_rule("-a always,exit -S execve -C euid=uid -k e")
     assert c1 != c2
+    # a different watched path is a different rule, slash or not
+    assert canonical_audit_rule("-w /etc/pam.d/ -p wa -k i") != canonical_audit_rule(
+        "-w /etc/pam -p wa -k i"
+    )
+    assert canonical_audit_rule("-w / -p wa -k r") == "-w / -p aw -k r"
 
 
 def test_offered_methods_from_a_refused_login() -> None:

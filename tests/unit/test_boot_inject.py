@@ -56,6 +56,9 @@ def make_tree(root: Path, *, with_group: bool = True) -> None:
     (root / "etc/group").write_text(groups)
     (root / "etc/gshadow").write_text(groups.replace(":x:", ":*:").replace(":998:", ":"))
     (root / "etc/shadow").chmod(0o640)
+    # as the hardened image has it (permissions.shadow-backup); no gshadow- at all
+    (root / "etc/shadow-").write_text("root:*:19999:0:99999:7:::\n")
+    (root / "etc/shadow-").chmod(0o000)
     (root / "etc/audit/rules.d/10-base.rules").write_text("-D\n-b 8192\n")
     (root / "etc/audit/rules.d/2-first.rules").write_text("# c\n-w /etc/passwd -p wa -k id\n")
     (root / "etc/audit/rules.d/99-finalize.rules").write_text("-e 2\n")
@@ -141,6 +144,12 @@ def test_account_goes_into_the_copy_and_the_gold_image_is_unchanged(tmp_path: Pa
             for ln in (root / "etc/shadow").read_text().splitlines()
         }
         assert shadow["gsboottest"] == "*"  # no password: key login only
+        # useradd's backups keep the gold image's modes; one it did not have is not added
+        backup = (root / "etc/shadow-").stat()
+        assert backup.st_mode & 0o7777 == 0 and (backup.st_uid, backup.st_gid) == (0, 0)
+        assert "gsboottest" not in (root / "etc/shadow-").read_text()
+        assert not (root / "etc/gshadow-").exists()
+        assert not (root / "etc/passwd-").exists()
         # on the root filesystem: a separate /home would hide it at boot
         auth = root / "var/lib/gsboottest/.ssh/authorized_keys"
         assert auth.read_text() == KEY + "\n"

@@ -198,6 +198,40 @@ def _inside(root: Path, in_image: str) -> Path:
     return cur
 
 
+#: the backups useradd writes beside the account files it changes
+ACCOUNT_BACKUPS = ("/etc/passwd-", "/etc/group-", "/etc/shadow-", "/etc/gshadow-")
+
+
+def _backup_modes(root: Path) -> dict[str, tuple[int, int, int] | None]:
+    """Mode, uid and gid of each account backup file of the copy (None: absent)."""
+    out: dict[str, tuple[int, int, int] | None] = {}
+    for name in ACCOUNT_BACKUPS:
+        p = _inside(root, name)
+        if p.is_file():
+            s = p.lstat()
+            out[name] = (s.st_mode & 0o7777, s.st_uid, s.st_gid)
+        else:
+            out[name] = None
+    return out
+
+
+def _restore_backup_modes(root: Path, before: dict[str, tuple[int, int, int] | None]) -> None:
+    """useradd writes its backups with the live file's mode (/etc/shadow- 0640 root:shadow),
+    which would make the copy fail the image's own stricter controls for a reason that is
+    the test's, not the image's: give each backup the mode and owner the gold image had,
+    and remove a backup the gold image did not have."""
+    for name, was in before.items():
+        p = _inside(root, name)
+        if not p.is_file() or p.is_symlink():
+            continue
+        if was is None:
+            p.unlink()
+            continue
+        mode, uid, gid = was
+        os.chown(p, uid, gid)
+        p.chmod(mode)
+
+
 def _write_key(root: Path, home: str, uid: int, gid: int, key_line: str) -> str:
     ssh_dir = _inside(root, f"{home}/.ssh")
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
@@ -279,7 +313,9 @@ def inject(
     ]
     if member:
         argv += ["--groups", ",".join(member)]
+    backups = _backup_modes(root)
     _run([*argv, user], f"adding the test user {user} to the copy")
+    _restore_backup_modes(root, backups)
     uid, gid, home = _passwd_entry(root, user)
     files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", home]
     files.append(_write_key(root, home, uid, gid, key_line))

@@ -95,6 +95,10 @@ def canonical_audit_rule(line: str) -> str | None:
         path, perms, key = "", "", ""
         i = 1
         path = toks[1] if len(toks) > 1 else ""
+        # the kernel keeps a watched directory without its trailing slash
+        # (``-w /etc/pam.d/`` is listed as ``-w /etc/pam.d``)
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"
         i = 2
         while i < len(toks):
             if toks[i] == "-p" and i + 1 < len(toks):
