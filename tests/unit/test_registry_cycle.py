@@ -453,6 +453,9 @@ CHECK_ONLY: dict[str, tuple[str, Callable[[Path], None]]] = {
     ),
 }
 
+#: rule types whose apply always runs a command in the image (through FakeImageTarget)
+COMMAND_TYPES = {"package", "pam", "group"}
+
 #: id -> why the control cannot be exercised on a fake root
 SKIP: dict[str, str] = {}
 
@@ -492,6 +495,7 @@ def test_control_cycle(cid: str, tmp_path: Path) -> None:
         _, violate = CHECK_ONLY[cid]
         stock = tree_hash(root)
         assert c.check(t).status is Status.PASS
+        assert tree_hash(root) == stock
         violate(root)
         before = tree_hash(root)
         assert before != stock
@@ -513,7 +517,9 @@ def test_control_cycle(cid: str, tmp_path: Path) -> None:
         return
 
     if cid in DRIFT:
+        stock = tree_hash(root)
         assert c.check(t).status is Status.PASS  # stock passes; the drift is what it catches
+        assert tree_hash(root) == stock
         DRIFT[cid](root)
 
     before = tree_hash(root)
@@ -522,12 +528,15 @@ def test_control_cycle(cid: str, tmp_path: Path) -> None:
     assert tree_hash(root) == before, "check/plan wrote to the target"
     assert t.commands == [], "check/plan ran a command"
     assert first.status is Status.FAIL, first.evidence
+    assert first.evidence.expected and first.evidence.observed and first.evidence.how
     assert planned, "a failing fixable control planned nothing"
     assert all(ch.control == cid for ch in planned)
 
     applied = c.apply(t)
     assert applied[: len(planned)] == planned
     assert tree_hash(root) != before
+    if c.rule_type in COMMAND_TYPES:
+        assert t.commands, "the fix ran no command in the image"
     after = c.check(t)
     assert after.status is Status.PASS, after.evidence
     assert c.plan(t) == []
@@ -538,3 +547,27 @@ def test_control_cycle(cid: str, tmp_path: Path) -> None:
     assert tree_hash(root) == settled
     assert len(t.commands) == ran, "a second apply ran a command"
     assert rule.check(t).status is Status.PASS
+
+
+def test_the_fake_image_refuses_a_command_it_does_not_emulate(tmp_path: Path) -> None:
+    stock_base(tmp_path)
+    t = FakeImageTarget(tmp_path)
+    before = tree_hash(tmp_path)
+    with pytest.raises(AssertionError, match="does not know"):
+        t.run(["systemctl", "enable", "cron.service"])
+    with pytest.raises(AssertionError, match="does not know"):
+        t.run(["apt-get", "remove", "-y", "bash"], env={"DEBIAN_FRONTEND": "noninteractive"})
+    assert tree_hash(tmp_path) == before
+
+
+def test_the_fake_apt_get_installs_and_purges_in_the_dpkg_status(tmp_path: Path) -> None:
+    stock_base(tmp_path)
+    t = FakeImageTarget(tmp_path)
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    present = PackageRule(name="aide", control="x")
+    assert present.check(t).status is Status.FAIL
+    t.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "aide"], env=env)
+    assert present.check(t).status is Status.PASS
+    t.run(["apt-get", "purge", "-y", "-q", "bash"], env=env)
+    status = (tmp_path / "var/lib/dpkg/status").read_text()
+    assert "Package: bash\n" not in status and "Package: dpkg\n" in status
