@@ -59,14 +59,17 @@ def write(root: Path, path: str, text: str, mode: int = 0o644) -> Path:
 def tree_hash(root: Path) -> str:
     """sha256 over every path, type, mode, owner, content and link target under root."""
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = os.fspath(root)
+    cut = len(top) + 1
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
         for name in sorted(dirnames + filenames):
-            p = Path(dirpath) / name
-            s = p.lstat()
-            h.update(f"{p.relative_to(root)}\0{s.st_mode:o}\0{s.st_uid}\0{s.st_gid}\0".encode())
+            p = os.path.join(dirpath, name)
+            s = os.lstat(p)
+            h.update(f"{p[cut:]}\0{s.st_mode:o}\0{s.st_uid}\0{s.st_gid}\0".encode())
             if st.S_ISLNK(s.st_mode):
                 h.update(os.readlink(p).encode())
             elif st.S_ISREG(s.st_mode):
-                h.update(p.read_bytes())
+                with open(p, "rb") as f:
+                    h.update(f.read())
     return h.hexdigest()

@@ -224,6 +224,28 @@ def test_pam_check_reads_common_files(tmp_path: Path) -> None:
     ]
 
 
+def test_pam_accepts_the_initial_line_of_the_first_profile_of_a_block(tmp_path: Path) -> None:
+    # pam-auth-update writes <Type>-Initial for the first profile of a block: Debian's own
+    # common-auth has "pam_unix.so nullok", without the Auth line's try_first_pass
+    t = make_target(tmp_path)
+    rule = PamRule(
+        name="unix",
+        title="Unix authentication",
+        priority=256,
+        sections={
+            "Auth-Type": "Primary",
+            "Auth": ["[success=end default=ignore] pam_unix.so try_first_pass"],
+            "Auth-Initial": ["[success=end default=ignore] pam_unix.so"],
+        },
+    )
+    write(tmp_path, "/usr/share/pam-configs/unix", rule._content())
+    write(tmp_path, "/etc/pam.d/common-auth", "auth\t[success=1 default=ignore]\tpam_unix.so\n")
+    assert rule.check(t).status is Status.PASS
+    assert rule.plan(t) == []
+    write(tmp_path, "/etc/pam.d/common-auth", "auth\trequisite\tpam_deny.so\n")
+    assert rule.check(t).status is Status.FAIL
+
+
 def test_pam_profile_file_format(tmp_path: Path) -> None:
     text = faillock()._content()
     assert text == (

@@ -97,25 +97,35 @@ class PamRule(Rule):
             },
         )
 
-    def _expected(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
-        """(common file, pam type, module, args) for each module line of the profile."""
+    def _expected(self) -> list[tuple[str, str, str, tuple[str, ...], tuple[str, ...]]]:
+        """(common file, pam type, module, args, -Initial args) for each module line of the
+        profile. pam-auth-update writes the ``<Type>-Initial`` line instead when the profile
+        is the first of its block, so its module line is accepted with either set of args
+        (the -Initial args are the main ones when there is no -Initial line)."""
         out = []
         for key, value in self.sections.items():
             if key in _TYPES or isinstance(value, str) or key.endswith("-Initial"):
                 continue
+            initial: dict[str, tuple[str, ...]] = {}
+            init_lines = self.sections.get(f"{key}-Initial", [])
+            for line in init_lines if isinstance(init_lines, list) else []:
+                p = split_pam_line(line)
+                if p is not None:
+                    initial.setdefault(p[1], p[2])
             for line in value:
                 parsed = split_pam_line(line)
                 assert parsed is not None
                 for common in _COMMON[key]:
-                    out.append((common, key.lower(), parsed[1], parsed[2]))
+                    alt = initial.get(parsed[1], parsed[2])
+                    out.append((common, key.lower(), parsed[1], parsed[2], alt))
         return out
 
     def _missing(self, t: Target) -> list[str]:
         missing = []
-        for common, pam_type, module, args in self._expected():
+        for common, pam_type, module, args, alt in self._expected():
             text = read_optional(t, f"/etc/pam.d/{common}") or ""
             have = [a for m, a in common_modules(text, pam_type) if m == module]
-            if not any(set(args) <= set(a) for a in have):
+            if not any(set(args) <= set(a) or set(alt) <= set(a) for a in have):
                 got = "; ".join(" ".join(a) for a in have) or "module absent"
                 missing.append(f"{common}: {pam_type} {module} {' '.join(args)} ({got})")
         return missing
