@@ -59,6 +59,8 @@ def make_tree(root: Path, *, with_group: bool = True) -> None:
     # as the hardened image has it (permissions.shadow-backup); no gshadow- at all
     (root / "etc/shadow-").write_text("root:*:19999:0:99999:7:::\n")
     (root / "etc/shadow-").chmod(0o000)
+    (root / "etc/skel").mkdir()
+    (root / "etc/skel/.bashrc").write_text("# stock skeleton\n")
     (root / "etc/audit/rules.d/10-base.rules").write_text("-D\n-b 8192\n")
     (root / "etc/audit/rules.d/2-first.rules").write_text("# c\n-w /etc/passwd -p wa -k id\n")
     (root / "etc/audit/rules.d/99-finalize.rules").write_text("-e 2\n")
@@ -150,6 +152,9 @@ def test_account_goes_into_the_copy_and_the_gold_image_is_unchanged(tmp_path: Pa
         assert "gsboottest" not in (root / "etc/shadow-").read_text()
         assert not (root / "etc/gshadow-").exists()
         assert not (root / "etc/passwd-").exists()
+        # an empty skeleton: no 0644 dotfiles of the test account for the scanners to judge
+        assert sorted(p.name for p in (root / "var/lib/gsboottest").iterdir()) == [".ssh"]
+        assert not (root / "etc/goldsmith-boottest-skel").exists()
         # on the root filesystem: a separate /home would hide it at boot
         auth = root / "var/lib/gsboottest/.ssh/authorized_keys"
         assert auth.read_text() == KEY + "\n"

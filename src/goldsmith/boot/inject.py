@@ -296,10 +296,17 @@ def inject(
     if user in {ln.split(":")[0] for ln in (root / "etc/passwd").read_text().splitlines()}:
         raise BootTestError(f"the image already has a user {user!r}; pick another test user")
     member = [allow_group] if allow_group and allow_group in groups else []
+    # an empty skeleton: the image's /etc/skel dotfiles (0644) in the test account's home
+    # would be judged by the in-guest scanners (user init files 0740 at most) as if they
+    # were the image's own
+    skel = _inside(root, "/etc/goldsmith-boottest-skel")
+    skel.mkdir(mode=0o700, exist_ok=True)
     argv = [
         "useradd",
         "--root",
         str(root),
+        "--skel",
+        "/etc/goldsmith-boottest-skel",
         "--create-home",
         "--home-dir",
         boot_home(user, separate),
@@ -316,6 +323,7 @@ def inject(
     backups = _backup_modes(root)
     _run([*argv, user], f"adding the test user {user} to the copy")
     _restore_backup_modes(root, backups)
+    skel.rmdir()
     uid, gid, home = _passwd_entry(root, user)
     files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", home]
     files.append(_write_key(root, home, uid, gid, key_line))
