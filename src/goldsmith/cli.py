@@ -468,6 +468,14 @@ def boottest(
             help="Run OpenSCAP CIS L2 inside the guest (slow under TCG: 15+ minutes).",
         ),
     ] = True,
+    scanner_timeout: Annotated[
+        float,
+        typer.Option(
+            "--scanner-timeout",
+            help="Seconds each in-guest scanner may take (TCG: Lynis and OpenSCAP take "
+            "15-30 minutes each on a busy 2-core host).",
+        ),
+    ] = 3600,
     cache_dir: Annotated[
         Path, typer.Option("--cache-dir", help="Scanner content and zipapp cache.")
     ] = Path("/var/cache/goldsmith"),
@@ -488,6 +496,7 @@ def boottest(
         scanners=scanners,
         guest_lynis=guest_lynis,
         guest_openscap=guest_openscap,
+        scanner_timeout=scanner_timeout,
         cache_dir=cache_dir,
         exceptions=tuple(load_exceptions(loaded)),
     )

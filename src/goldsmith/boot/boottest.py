@@ -82,7 +82,7 @@ class BoottestOptions:
     guest_lynis: bool = True
     #: OpenSCAP CIS L2 inside the guest (the host's oscap carried in; see oscap_bundle)
     guest_openscap: bool = True
-    scanner_timeout: float = 1800
+    scanner_timeout: float = 3600  # per in-guest scanner; TCG on a busy host needs ~30 min
     powerdown_timeout: float = 120
     keep_copy: bool = False
     #: checks an integration adds (its service, its log directory)
