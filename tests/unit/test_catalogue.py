@@ -306,3 +306,18 @@ def test_section_1_to_3_file_controls_apply_then_pass_and_a_second_apply_changes
     hardening = (root / "etc/sysctl.d/99-nanoclaw-hardening.conf").read_text()
     assert "net.ipv4.ip_forward = 0" in hardening
     assert "net.ipv6.conf.default.accept_ra = 0" in hardening
+
+
+@pytest.mark.parametrize("name", ["nanoclaw-debian13", "nanoclaw-debian12"])
+def test_the_image_apt_sources_name_the_profile_suite(name: str, cat: Catalogue) -> None:
+    """A Debian 12 image whose own sources said trixie would upgrade itself to trixie."""
+    from goldsmith.model.profile_loader import load_profile
+
+    profile = load_profile(name).profile
+    settings = profile.controls.get("apt.sources-deb822")
+    rule = cat.get("apt.sources-deb822").rule(dict(settings.params) if settings else None)
+    ctx = rule.context  # type: ignore[attr-defined]
+    suite = profile.base.suite
+    assert ctx["suite"] == suite
+    # the security suite is the profile's too, and named as Lynis PKGS-7388 recognises it
+    assert ctx["security_mirror"] == "http://security.debian.org/debian-security"
