@@ -14,16 +14,12 @@ from goldsmith.targets.base import RunResult
 from goldsmith.targets.rootfs import RootfsTarget
 
 
-class LiveRootfsTarget(RootfsTarget):
-    """A fake root that claims to be a running system: /proc/sys files are laid out by the
-    test, commands are answered from a table (so the live branches of checks can be tested
-    without touching the host)."""
+class RecordingTarget(RootfsTarget):
+    """A fake root whose commands never run: each argv is recorded and answered by
+    :meth:`answer`; a failing answer raises like a real target when ``check`` is set."""
 
-    live = True
-
-    def __init__(self, root: Path, answers: Mapping[tuple[str, ...], RunResult] | None = None):
+    def __init__(self, root: Path) -> None:
         super().__init__(root)
-        self.answers = dict(answers or {})
         self.commands: list[tuple[str, ...]] = []
 
     def run(
@@ -35,13 +31,31 @@ class LiveRootfsTarget(RootfsTarget):
         timeout: float | None = None,
         check: bool = True,
     ) -> RunResult:
-        self.commands.append(tuple(argv))
-        r = self.answers.get(tuple(argv))
-        if r is None:
-            r = RunResult(tuple(argv), 127, "", "not answered by the test")
+        args = tuple(argv)
+        self.commands.append(args)
+        r = self.answer(args, dict(env or {}))
         if check and not r.ok:
             raise BuildError("command failed", argv=argv, stderr=r.stderr)
         return r
+
+    def answer(self, argv: tuple[str, ...], env: dict[str, str]) -> RunResult:
+        raise NotImplementedError
+
+
+class LiveRootfsTarget(RecordingTarget):
+    """A fake root that claims to be a running system: /proc/sys files are laid out by the
+    test, commands are answered from a table (so the live branches of checks can be tested
+    without touching the host)."""
+
+    live = True
+
+    def __init__(self, root: Path, answers: Mapping[tuple[str, ...], RunResult] | None = None):
+        super().__init__(root)
+        self.answers = dict(answers or {})
+
+    def answer(self, argv: tuple[str, ...], env: dict[str, str]) -> RunResult:
+        r = self.answers.get(argv)
+        return r if r is not None else RunResult(argv, 127, "", "not answered by the test")
 
 
 def make_target(root: Path) -> RootfsTarget:
