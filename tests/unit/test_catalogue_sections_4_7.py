@@ -240,3 +240,18 @@ def test_file_level_controls_apply_then_pass_and_a_second_apply_changes_nothing(
 def test_the_catalogue_files_are_shipped_beside_the_loader() -> None:
     for name in FILES:
         assert (catalogue_dir() / name).is_file(), name
+
+
+def test_every_reviewed_setuid_program_has_a_privileged_audit_rule(cat: Catalogue) -> None:
+    """CIS 6.2.3.6 / 6.2.3.10 (and OpenSCAP's audit_rules_privileged_commands, which counts
+    them) want one rule per setuid/setgid program: the reviewed allow list of the suid/sgid
+    scan and the audit rules must name the same programs."""
+    allowed = set(control(cat, "files.suid-sgid-reviewed").params["allow"])
+    audited = set()
+    for line in control(cat, "auditd.privileged-commands").params["rules"]:
+        fields = line.split()
+        assert fields[:2] == ["-a", "always,exit"] and "perm=x" in fields, line
+        audited.add(next(f.removeprefix("path=") for f in fields if f.startswith("path=")))
+    assert allowed, "the suid/sgid scan has an allow list"
+    assert sorted(allowed - audited) == [], "setuid/setgid programs without an audit rule"
+    assert sorted(audited - allowed) == [], "audited as privileged but not setuid/setgid"

@@ -11,7 +11,7 @@ from controls_fixtures import make_target, tree_hash, write
 
 from goldsmith.controls import build_rule
 from goldsmith.controls.catalogue import load_catalogue
-from goldsmith.errors import ProfileError
+from goldsmith.errors import ProfileError, TargetError
 from goldsmith.model.records import Status
 
 SUDOERS = (
@@ -107,6 +107,73 @@ def test_remove_matching_cycle_keeps_mode_and_records_each_line(tmp_path: Path) 
     assert r.apply(t) == []
     assert tree_hash(tmp_path) == settled
     assert (tmp_path / "etc/sudoers").read_text() == SUDOERS  # comment line kept
+
+
+PWQ = "# minlen = 8\n# enforce_for_root\nminlen = 14"  # no final newline, as an editor may leave it
+
+
+def test_append_line_cycle_adds_once_to_the_first_path_and_keeps_mode(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/security/pwquality.conf", PWQ, 0o640)
+    r = rule(
+        paths=["/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d/*.conf"],
+        present_pattern=r"^\s*enforce_for_root\s*$",
+        append_line="enforce_for_root",
+    )
+    t = make_target(tmp_path)
+    before = tree_hash(tmp_path)
+    found = r.check(t)
+    assert found.status is Status.FAIL  # the commented line does not count
+    assert "check-only" not in found.evidence.observed
+    planned = r.plan(t)
+    assert tree_hash(tmp_path) == before
+    assert [(c.object, c.attribute, c.before, c.after) for c in planned] == [
+        ("/etc/security/pwquality.conf", "line 4", None, "enforce_for_root")
+    ]
+    assert r.apply(t) == planned
+    conf = tmp_path / "etc/security/pwquality.conf"
+    assert conf.read_text() == PWQ + "\nenforce_for_root\n"
+    assert conf.stat().st_mode & 0o7777 == 0o640
+    assert r.check(t).status is Status.PASS
+    settled = tree_hash(tmp_path)
+    assert r.apply(t) == []
+    assert tree_hash(tmp_path) == settled
+
+
+def test_append_line_is_not_needed_when_a_drop_in_has_the_line(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/security/pwquality.conf", PWQ + "\n", 0o644)
+    write(tmp_path, "/etc/security/pwquality.conf.d/50-x.conf", "enforce_for_root\n", 0o644)
+    r = rule(
+        paths=["/etc/security/pwquality.conf", "/etc/security/pwquality.conf.d/*.conf"],
+        present_pattern=r"^\s*enforce_for_root\s*$",
+        append_line="enforce_for_root",
+    )
+    t = make_target(tmp_path)
+    assert r.check(t).status is Status.PASS
+    assert r.plan(t) == []
+
+
+def test_append_line_refuses_to_create_a_missing_package_file(tmp_path: Path) -> None:
+    r = rule(paths=["/etc/security/pwquality.conf"], present_pattern="^x$", append_line="x")
+    t = make_target(tmp_path)
+    assert r.check(t).status is Status.FAIL
+    with pytest.raises(TargetError, match=r"pwquality\.conf is missing"):
+        r.plan(t)
+    assert not (tmp_path / "etc").exists()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"paths": ["/etc/x"], "absent_pattern": "a", "append_line": "a"},
+        {"paths": ["/etc/*.conf"], "present_pattern": "a", "append_line": "a"},
+        {"paths": ["/etc/x"], "present_pattern": "^a$", "append_line": "b"},
+        {"paths": ["/etc/x"], "present_pattern": "a", "append_line": "# a"},
+        {"paths": ["/etc/x"], "present_pattern": "a", "append_line": "a\na"},
+    ],
+)
+def test_bad_append_line_params_are_profile_errors(params: dict[str, Any]) -> None:
+    with pytest.raises(ProfileError):
+        rule(**params)
 
 
 @pytest.mark.parametrize(

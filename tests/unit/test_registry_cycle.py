@@ -298,6 +298,8 @@ def _file_content(root: Path, r: Rule) -> None:
         "/etc/sudoers": "Defaults\tenv_reset\nroot\tALL=(ALL:ALL) ALL\n%sudo\tALL=(ALL:ALL) ALL\n"
         "@includedir /etc/sudoers.d\n",
         "/etc/rsyslog.conf": RSYSLOG_CONF,
+        # as libpam-pwquality ships it (pam.libpam-pwquality installs it first): all commented
+        "/etc/security/pwquality.conf": "# minlen = 8\n#\n# enforce_for_root\n",
     }
     for path in r.paths:
         if path in stock:

@@ -4,7 +4,9 @@ Matching is per line (``re.search``); comment lines (first non-blank character `
 skipped unless ``ignore_comments`` is false. Check-only by default: a forbidden line may be
 what an administrator meant, so removing it is opt-in (``remove_matching: true``), and the
 rewrite is validated when a validator is given (``validate: [visudo, -cf, "%s"]``), keeps
-the file's mode and owner, and is recorded line by line.
+the file's mode and owner, and is recorded line by line. A required line is added only when
+the rule names it (``append_line``, which must match ``present_pattern``): it goes at the end
+of the first path, which must then be a plain existing file, not a glob.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from functools import cached_property
 from goldsmith.controls.base import Rule
 from goldsmith.controls.fsutil import read_optional
 from goldsmith.controls.steps import Step, WriteFile
+from goldsmith.errors import TargetError
 from goldsmith.model.records import FileType, Finding, Status
 from goldsmith.targets.base import Target
 
@@ -41,6 +44,8 @@ class FileContentRule(Rule):
     ignore_comments: bool = True
     #: absent_pattern only: apply removes the matching lines (default: check-only)
     remove_matching: bool = False
+    #: present_pattern only: apply appends this line to ``paths[0]`` when no line matches
+    append_line: str | None = None
     #: argv run on the rewritten temp file before it replaces the original ("%s")
     validate: tuple[str, ...] | None = None
 
@@ -57,6 +62,17 @@ class FileContentRule(Rule):
             self._regex  # noqa: B018 (compiled now: a bad pattern fails when the data loads)
         except re.error as e:
             raise ValueError(f"not a regular expression: {e}") from None
+        if self.append_line is not None:
+            if self.present_pattern is None:
+                raise ValueError("append_line only goes with present_pattern")
+            if any(c in self.paths[0] for c in "*?["):
+                raise ValueError("append_line needs a plain file as the first path, not a glob")
+            if "\n" in self.append_line or "\r" in self.append_line:
+                raise ValueError("append_line must be one line")
+            if not self._regex.search(self.append_line) or (
+                self.ignore_comments and self.append_line.lstrip().startswith("#")
+            ):
+                raise ValueError("append_line must itself match present_pattern")
 
     @cached_property
     def _regex(self) -> re.Pattern[str]:
@@ -108,9 +124,13 @@ class FileContentRule(Rule):
         if matches:
             return self.finding(Status.PASS, self._expected(), str(matches[0]), how)
         observed = "no matching line" if files else "no such file"
-        return self.finding(Status.FAIL, self._expected(), observed + " [check-only]", how)
+        if self.append_line is None:
+            observed += " [check-only]"
+        return self.finding(Status.FAIL, self._expected(), observed, how)
 
     def steps(self, t: Target) -> list[Step]:
+        if self.append_line is not None:
+            return self._append_steps(t)
         if not self.remove_matching:
             return []
         files = self._files(t)
@@ -129,3 +149,33 @@ class FileContentRule(Rule):
                 WriteFile(changes, f, "".join(kept), st.mode, st.uid, st.gid, self.validate)
             )
         return steps
+
+    def _append_steps(self, t: Target) -> list[Step]:
+        assert self.append_line is not None
+        if self._matches(t, self._files(t)):
+            return []
+        target = self.paths[0]
+        st = t.stat(target)
+        if st is None or st.type is not FileType.FILE:
+            # the file belongs to a package: adding a line to a file that is not there would
+            # create a partial configuration, so the rule reports instead of inventing one
+            raise TargetError(
+                f"{self.control}: {target} is missing, so {self.append_line!r} cannot be added",
+                hint="install the package that ships it first",
+            )
+        text = read_optional(t, target) or ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        line_no = len(text.splitlines()) + 1
+        change = self.change(target, f"line {line_no}", None, self.append_line)
+        return [
+            WriteFile(
+                (change,),
+                target,
+                text + self.append_line + "\n",
+                st.mode,
+                st.uid,
+                st.gid,
+                self.validate,
+            )
+        ]
