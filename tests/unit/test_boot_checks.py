@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from goldsmith.boot.checks import (
+    AideBaselineCheck,
     AuditImmutableCheck,
     AuditRulesCheck,
     Context,
@@ -351,3 +352,44 @@ def test_expectations_from_the_default_profile() -> None:
     assert sshd["passwordauthentication"] == "no"
     assert sysctl["kernel.randomize_va_space"][0] == "2"
     assert len(sysctl) >= 20
+
+
+AIDE_DONE = "Id=goldsmith-aide-init.service\nActiveState=inactive\nSubState=dead\nType=oneshot\n"
+
+
+@pytest.mark.parametrize(
+    ("show", "stat", "status"),
+    [
+        (AIDE_DONE + "Result=success\nConditionResult=yes\n", "600 root root 1842540\n", "pass"),
+        # skipped on this first boot: the image itself shipped a database (shared by every host)
+        (AIDE_DONE + "Result=success\nConditionResult=no\n", "600 root root 1842540\n", "fail"),
+        (AIDE_DONE + "Result=exit-code\nConditionResult=yes\n", "600 root root 10\n", "fail"),
+        (AIDE_DONE + "Result=success\nConditionResult=yes\n", "644 root root 1842540\n", "fail"),
+        (AIDE_DONE + "Result=success\nConditionResult=yes\n", "600 root root 0\n", "fail"),
+        (AIDE_DONE + "Result=success\nConditionResult=yes\n", (1, ""), "fail"),
+        # still running after the wait
+        (
+            AIDE_DONE.replace("inactive", "activating") + "Result=success\n",
+            "600 root root 9\n",
+            "fail",
+        ),
+    ],
+)
+def test_aide_baseline_check(show: str, stat: str | tuple[int, str], status: str) -> None:
+    guest = FakeGuest({"systemctl is-enabled": "enabled\n", "for i in": show, "stat": stat})
+    res = run_one(AideBaselineCheck(wait_s=10), guest)
+    if status == "pass":
+        assert res.status is Status.PASS, res.observed
+    else:
+        assert res.status is Status.FAIL, res.observed
+    # it waited for the unit (bounded) before it looked at the database
+    assert guest.calls[1].startswith("for i in $(seq 2)") and "activating" in guest.calls[1]
+    assert guest.calls[2] == "stat -c %a %U %G %s /var/lib/aide/aide.db"
+
+
+def test_aide_baseline_check_is_not_applicable_without_the_unit() -> None:
+    guest = FakeGuest({"systemctl is-enabled": (1, "not-found\n")})
+    res = run_one(AideBaselineCheck(), guest)
+    assert res.status is Status.NOT_APPLICABLE
+    assert "not-found" in res.observed
+    assert len(guest.calls) == 1

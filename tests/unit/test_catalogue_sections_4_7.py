@@ -85,10 +85,20 @@ def test_aide_is_installed_and_hashes_the_audit_tools(cat: Catalogue) -> None:
     assert control(cat, "aide.installed").params["name"] == "aide"
     tools = {c.params["key"] for c in cat.controls.values() if c.id.startswith("aide.audit-tool-")}
     assert {f"/usr/sbin/{t}" for t in ("auditctl", "auditd", "ausearch", "aureport")} <= tools
-    # the baseline database is created on the deployed host; the reason says why
-    reason = coverage(cat, "cis-debian13").not_automated["6.3.2"].reason
-    assert "aideinit" in reason
-    assert "inventories" in reason
+    # 6.3.2: the baseline is created on the deployed host's first boot, then checked daily
+    cov = coverage(cat, "cis-debian13")
+    assert "6.3.2" not in cov.not_automated
+    unit = control(cat, "aide.first-boot-baseline").params
+    assert unit["path"] == "/etc/systemd/system/goldsmith-aide-init.service"
+    text = unit["content"]
+    assert "ConditionPathExists=!/var/lib/aide/aide.db" in text  # once, never over a baseline
+    assert "ExecStart=/usr/sbin/aideinit --yes --force" in text
+    assert "After=" in text and "goldsmith-ssh-hostkeys.service" in text
+    enabled = control(cat, "aide.first-boot-baseline-enabled").params
+    assert enabled == {"unit": "goldsmith-aide-init.service", "state": "enabled"}
+    assert control(cat, "aide.periodic-check").params["unit"] == "dailyaidecheck.timer"
+    ids = list(cat.controls)
+    assert ids.index("aide.first-boot-baseline") < ids.index("aide.first-boot-baseline-enabled")
 
 
 SEED_SSHD = {

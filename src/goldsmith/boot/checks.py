@@ -722,6 +722,74 @@ class PathCheck(LiveCheck):
         )
 
 
+AIDE_INIT_UNIT = "goldsmith-aide-init.service"
+AIDE_DB = "/var/lib/aide/aide.db"
+
+
+@dataclass
+class AideBaselineCheck(LiveCheck):
+    """The first-boot unit (aide.first-boot-baseline) created the host's AIDE database.
+
+    The unit runs at idle priority, so under TCG it may still be running when the checks
+    start: the check waits for it (up to ``wait_s``) before it looks at the database.
+    """
+
+    id: str = "live.aide-baseline"
+    title: str = "the first boot created this host's AIDE baseline database (0600, root)"
+    wait_s: int = 1200
+
+    def run(self, guest: Guest, ctx: Context) -> CheckResult:
+        enabled = guest.run(["systemctl", "is-enabled", AIDE_INIT_UNIT], sudo=True, timeout=60)
+        if enabled.stdout.strip() != "enabled":
+            return self.result(
+                Status.NOT_APPLICABLE,
+                f"{AIDE_INIT_UNIT} enabled",
+                f"{AIDE_INIT_UNIT}: {enabled.stdout.strip() or enabled.stderr.strip()} "
+                "(the profile does not create the baseline at first boot)",
+                enabled.argv[0],
+            )
+        # poll until the start job is over (activating -> inactive/failed)
+        waited = guest.run(
+            f"for i in $(seq {self.wait_s // 5}); do "
+            f"s=$(systemctl show -p ActiveState --value {AIDE_INIT_UNIT}); "
+            '[ "$s" = activating ] || break; sleep 5; done; '
+            f"systemctl show --no-pager -p {_SHOW_PROPS} {AIDE_INIT_UNIT}",
+            sudo=True,
+            timeout=self.wait_s + 60,
+        )
+        states = parse_systemctl_show(waited.stdout)
+        st = states[0] if states else None
+        db = guest.run(["stat", "-c", "%a %U %G %s", AIDE_DB], sudo=True, timeout=60)
+        # the boot test boots the image for the first time: the unit must have run (a skipped
+        # condition means the image shipped a database, which every host would share)
+        unit_ok = (
+            st is not None
+            and st.active == "inactive"
+            and st.result == "success"
+            and st.condition == "yes"
+        )
+        fields = db.stdout.split()
+        db_ok = db.ok and len(fields) == 4 and fields[:3] == ["600", "root", "root"]
+        db_ok = db_ok and int(fields[3]) > 0
+        unit_said = (
+            f"{st.active}/{st.sub} ({st.result}, condition {st.condition or '?'})"
+            if st
+            else "unknown unit"
+        )
+        db_said = (
+            f"{AIDE_DB}: mode {fields[0]} owner {fields[1]} group {fields[2]}, {fields[3]} bytes"
+            if db.ok and len(fields) == 4
+            else f"{AIDE_DB}: {db.stderr.strip() or 'no answer'}"
+        )
+        return self.result(
+            _fail_or_pass(unit_ok and db_ok),
+            f"{AIDE_INIT_UNIT} ran and succeeded; {AIDE_DB} exists, non-empty, 0600 root:root",
+            f"{AIDE_INIT_UNIT} {unit_said}; {db_said}",
+            f"{enabled.argv[0]}; {waited.argv[0]}; {db.argv[0]}",
+            {"unit": unit_said, "database": db_said},
+        )
+
+
 def default_checks() -> list[LiveCheck]:
     """The image's own live checks, in the order they run."""
     return [
@@ -733,6 +801,7 @@ def default_checks() -> list[LiveCheck]:
         ListeningSocketsCheck(),
         SetidFilesCheck(),
         HostKeysCheck(),
+        AideBaselineCheck(),
         EnabledUnitsActiveCheck(),
         NoFailedUnitsCheck(),
     ]
