@@ -75,8 +75,9 @@ SUDO_COMMANDS = (
 AUDIT_RULES_DIR = "/etc/audit/rules.d"
 INJECTION_NOTE = (
     "The booted disk is a throwaway copy of the gold image plus a boot-test account (user, "
-    "its SSH key, the same key for root, a sudoers file); the gold image file itself is "
-    "never written (its sha256 is recorded before and after)."
+    "its SSH key, the same key for root, a random password and the askpass helper sudo -A "
+    "reads it from, a sudoers file without NOPASSWD); the gold image file itself is never "
+    "written (its sha256 is recorded before and after)."
 )
 HOST_TOOLS = {"useradd": "passwd", "losetup": "mount", "cp": "coreutils"}
 #: in the test account's home: prints its password for ``sudo -A`` (no dot: not a dot file)
