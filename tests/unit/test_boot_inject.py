@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
+import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from goldsmith.boot.inject import (
+    ASKPASS_NAME,
     SUDOERS_FILE,
+    AgeingPolicy,
+    ShadowEntry,
+    _check_shadow,
+    ageing_policy,
+    askpass_text,
+    new_password,
     prepare_test_copy,
     read_facts,
     sha256_file,
@@ -27,6 +40,17 @@ needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("sfdisk") is None or shutil.which("useradd") is None,
     reason="needs root (loop devices, mount), sfdisk and useradd",
 )
+LIBCRYPT = ctypes.util.find_library("crypt")
+
+
+def crypt(password: str, setting: str) -> str:
+    assert LIBCRYPT is not None
+    lib = ctypes.CDLL(LIBCRYPT)
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    return str(lib.crypt(password.encode(), setting.encode()).decode())
+
+
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJtestkeytestkeytestkeytestkeytestkeytestkey t@x"
 
 
@@ -60,6 +84,13 @@ def make_tree(root: Path, *, with_group: bool = True) -> None:
     (root / "etc/shadow-").write_text("root:*:19999:0:99999:7:::\n")
     (root / "etc/shadow-").chmod(0o000)
     (root / "etc/skel").mkdir()
+    # the hardened image's ageing policy; INACTIVE spelt as the image spells it (with blanks,
+    # which useradd itself does not read)
+    (root / "etc/login.defs").write_text(
+        "PASS_MAX_DAYS\t365\nPASS_MIN_DAYS\t1\nPASS_WARN_AGE\t7\nENCRYPT_METHOD YESCRYPT\n"
+    )
+    (root / "etc/default").mkdir()
+    (root / "etc/default/useradd").write_text("# INACTIVE=-1\nSHELL=/bin/sh\nINACTIVE = 45\n")
     (root / "etc/skel/.bashrc").write_text("# stock skeleton\n")
     (root / "etc/audit/rules.d/10-base.rules").write_text("-D\n-b 8192\n")
     (root / "etc/audit/rules.d/2-first.rules").write_text("# c\n-w /etc/passwd -p wa -k id\n")
@@ -140,30 +171,53 @@ def test_account_goes_into_the_copy_and_the_gold_image_is_unchanged(tmp_path: Pa
     with mounted_root(copy.disk, profile, tmp_path / "copy") as root:
         passwd = (root / "etc/passwd").read_text()
         assert "gsboottest:" in passwd
+        uid, gid = (int(x) for x in passwd.split("gsboottest:x:")[1].split(":")[:2])
         assert "sshusers:x:998:gsboottest" in (root / "etc/group").read_text()
         shadow = {
-            ln.split(":")[0]: ln.split(":")[1]
-            for ln in (root / "etc/shadow").read_text().splitlines()
+            ln.split(":")[0]: ln.split(":") for ln in (root / "etc/shadow").read_text().splitlines()
         }
-        assert shadow["gsboottest"] == "*"  # no password: key login only
-        # useradd's backups keep the gold image's modes; one it did not have is not added
+        # a real password for sudo (yescrypt, the image's ENCRYPT_METHOD); the image's own
+        # ageing policy, INACTIVE included: today, min 1, max 365, warn 7, inactive 45
+        entry = shadow["gsboottest"]
+        today = int(time.time() // 86400)
+        assert entry[1].startswith("$y$")
+        assert today - 1 <= int(entry[2]) <= today
+        assert entry[3:7] == ["1", "365", "7", "45"]
+        assert inj.shadow == ShadowEntry("$y$", int(entry[2]), 1, 365, 7, 45)
+        # the helper for sudo -A: the account's own, 0700, and it prints that password
+        askpass = root / "var/lib/gsboottest" / ASKPASS_NAME
+        assert inj.askpass == f"/var/lib/gsboottest/{ASKPASS_NAME}"
+        st = askpass.lstat()
+        assert st.st_mode & 0o7777 == 0o700 and (st.st_uid, st.st_gid) == (uid, gid)
+        out = subprocess.run([askpass], capture_output=True, text=True, check=True).stdout
+        password = out.rstrip("\n")
+        assert len(password) == 32 and out == password + "\n"
+        if LIBCRYPT is not None:
+            assert crypt(password, entry[1]) == entry[1]
+        # the password is nowhere in what the boot test records
+        assert password not in json.dumps(dataclasses.asdict(inj))
+        # the backups keep the gold image's modes; one it did not have is not added; none
+        # holds the account's hash
         backup = (root / "etc/shadow-").stat()
         assert backup.st_mode & 0o7777 == 0 and (backup.st_uid, backup.st_gid) == (0, 0)
-        assert "gsboottest" not in (root / "etc/shadow-").read_text()
+        assert "gsboottest:$" not in (root / "etc/shadow-").read_text()
         assert not (root / "etc/gshadow-").exists()
         assert not (root / "etc/passwd-").exists()
         # an empty skeleton: no 0644 dotfiles of the test account for the scanners to judge
-        assert sorted(p.name for p in (root / "var/lib/gsboottest").iterdir()) == [".ssh"]
+        assert sorted(p.name for p in (root / "var/lib/gsboottest").iterdir()) == [
+            ".ssh",
+            ASKPASS_NAME,
+        ]
         assert not (root / "etc/goldsmith-boottest-skel").exists()
         # on the root filesystem: a separate /home would hide it at boot
         auth = root / "var/lib/gsboottest/.ssh/authorized_keys"
         assert auth.read_text() == KEY + "\n"
         assert auth.stat().st_mode & 0o777 == 0o600
-        uid = int(passwd.split("gsboottest:x:")[1].split(":")[0])
         assert auth.stat().st_uid == uid
         assert (root / "root/.ssh/authorized_keys").read_text() == KEY + "\n"
         sudoers = root / SUDOERS_FILE.lstrip("/")
         assert sudoers.read_text() == sudoers_text("gsboottest")
+        assert "NOPASSWD" not in sudoers.read_text()
         assert sudoers.stat().st_mode & 0o777 == 0o440
     with mounted_root(gold, profile, tmp_path / "gold") as root:
         assert "gsboottest" not in (root / "etc/passwd").read_text()
@@ -228,11 +282,52 @@ def test_facts_follow_augenrules_order_and_skip_comments(tmp_path: Path) -> None
     assert read_facts(tmp_path).ssh_host_keys == ("/etc/ssh/ssh_host_ed25519_key",)
 
 
-def test_sudoers_names_only_the_listed_commands() -> None:
+def test_sudoers_names_only_the_listed_commands_and_asks_for_the_password() -> None:
     text = sudoers_text("gsboottest")
-    assert "NOPASSWD: GOLDSMITH_BOOTTEST" in text
-    assert "NOPASSWD: ALL" not in text
-    assert "Defaults:gsboottest !use_pty" in text
+    rules = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert "gsboottest ALL=(root) GOLDSMITH_BOOTTEST" in rules
+    # what sudo.nopasswd-absent, sudo.authenticate-not-disabled and OpenSCAP's
+    # sudo_require_authentication look for
+    assert not re.search(r"\bNOPASSWD\b", text) and not re.search(r"!\s*authenticate", text)
+    assert "ALL=(root) ALL" not in text
+    assert "Defaults:gsboottest !use_pty, !requiretty, !lecture" in rules
+    assert sum(ln.startswith("Cmnd_Alias GOLDSMITH_BOOTTEST = ") for ln in rules) == 1
+
+
+def test_passwords_are_fresh_strong_and_safe_to_quote() -> None:
+    seen = {new_password() for _ in range(50)}
+    assert len(seen) == 50
+    for pw in seen:
+        assert len(pw) == 32
+        assert any(c.islower() for c in pw) and any(c.isupper() for c in pw)
+        assert any(c.isdigit() for c in pw) and any(not c.isalnum() for c in pw)
+        assert not set(pw) & set("'\"\\: \t$`!")
+        text = askpass_text(pw)
+        assert text.startswith("#!/bin/sh\n") and f"'{pw}'" in text
+    with pytest.raises(BootTestError):
+        askpass_text("it's")
+
+
+def test_ageing_policy_reads_the_images_files_as_it_means_them(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    assert ageing_policy(tmp_path) == AgeingPolicy("YESCRYPT", 1, 365, 7, 45)
+    (tmp_path / "etc/default/useradd").write_text("INACTIVE=-1\n")
+    (tmp_path / "etc/login.defs").unlink()
+    assert ageing_policy(tmp_path) == AgeingPolicy("SHA512", None, None, None, None)
+
+
+def test_a_shadow_entry_off_the_images_policy_is_refused() -> None:
+    policy = AgeingPolicy("YESCRYPT", 1, 365, 7, 45)
+    today = int(time.time() // 86400)
+    _check_shadow(ShadowEntry("$y$", today, 1, 365, 7, 45), policy, "u")
+    for bad, what in (
+        (ShadowEntry("*", today, 1, 365, 7, 45), "not a crypt hash"),
+        (ShadowEntry("$y$", today + 2, 1, 365, 7, 45), "last change"),
+        (ShadowEntry("$y$", today, 0, 99999, 7, 45), "max_days is 99999"),
+        (ShadowEntry("$y$", today, 1, 365, 7, None), "inactive_days is None"),
+    ):
+        with pytest.raises(BootTestError, match=what):
+            _check_shadow(bad, policy, "u")
 
 
 def test_the_test_home_is_on_the_root_filesystem() -> None:

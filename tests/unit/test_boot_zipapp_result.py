@@ -220,37 +220,59 @@ def test_recorded_profile_and_setid_inventory(tmp_path: Path) -> None:
     assert setid_from_inventory(tmp_path / "final-inventory.json") == {"/usr/bin/su"}
 
 
-def test_boottest_exception_is_valid_scoped_and_short_lived() -> None:
-    import datetime as dt
+def test_guest_scan_gets_the_profiles_exceptions_and_none_for_the_test_account(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The test account authenticates to sudo (no NOPASSWD): the profile pushed into the
+    guest carries the profile's own exceptions, no sudo.nopasswd-absent of the boot test."""
+    import io
+    import tarfile
+    from types import SimpleNamespace
 
-    from goldsmith.boot.boottest import boottest_exception
-    from goldsmith.boot.inject import SUDOERS_FILE
-
-    e = boottest_exception(dt.date(2026, 11, 25))
-    assert e.control == "sudo.nopasswd-absent"
-    assert SUDOERS_FILE in e.justification
-    assert e.expires == dt.date(2026, 11, 26)
-
-
-def test_guest_profile_round_trips_with_the_boottest_exception(tmp_path: Path) -> None:
-    """What _scan_goldsmith pushes into the guest loads as the same profile plus one exception."""
-    import datetime as dt
-
-    from goldsmith.boot.boottest import boottest_exception
+    from goldsmith.boot import boottest, zipapp
+    from goldsmith.boot.ssh import CommandResult
     from goldsmith.model.profile_loader import load_profile
 
+    pyz = tmp_path / "goldsmith.pyz"
+    pyz.write_bytes(b"PK")
+    fake_app = SimpleNamespace(path=pyz, sha256="0" * 64, python="3.13", pins=())
+    monkeypatch.setattr(zipapp, "build_zipapp", lambda *a, **k: fake_app)
+    pushed: dict[str, bytes] = {}
+
+    class Client:
+        def push_tar(self, data: bytes, remote_dir: str) -> None:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                for m in tar.getmembers():
+                    f = tar.extractfile(m)
+                    assert f is not None
+                    pushed[m.name] = f.read()
+
+        def run(self, argv: list[str], *, sudo: bool, timeout: float) -> CommandResult:
+            assert sudo
+            out = json.dumps({"summary": {"failed": 0}}) if "--json" in argv else "usage"
+            return CommandResult((" ".join(argv),), 0, out, "", 0.1)
+
     loaded = load_profile("nanoclaw-debian13")
-    doc = loaded.profile.model_dump(mode="json", by_alias=True)
-    doc["exceptions"] = [
-        e.model_dump(mode="json")
-        for e in (*loaded.profile.exceptions, boottest_exception(dt.date(2026, 11, 25)))
+    art = tmp_path / "art"
+    art.mkdir()
+    info = boottest._scan_goldsmith(
+        Client(),  # type: ignore[arg-type]
+        loaded.profile,
+        boottest.BoottestOptions(exceptions=tuple(loaded.profile.exceptions)),
+        art,
+    )
+    assert info["status"] == "ran"
+    doc = json.loads(pushed["profile.yaml"])
+    assert [e["control"] for e in doc["exceptions"]] == [
+        e.control for e in loaded.profile.exceptions
     ]
-    doc["exceptions_file"] = None
-    (tmp_path / "profile.yaml").write_text(json.dumps(doc))
+    assert "sudo.nopasswd-absent" not in {e["control"] for e in doc["exceptions"]}
+    assert not hasattr(boottest, "boottest_exception")
+    # and it loads as the same profile
+    (tmp_path / "profile.yaml").write_bytes(pushed["profile.yaml"])
     again = load_profile(str(tmp_path / "profile.yaml")).profile
     assert again.controls == loaded.profile.controls
-    assert again.exceptions[:-1] == loaded.profile.exceptions
-    assert again.exceptions[-1].control == "sudo.nopasswd-absent"
+    assert again.exceptions == loaded.profile.exceptions
 
 
 def test_guest_scanners_run_side_by_side_and_an_error_stays_one_scanners(

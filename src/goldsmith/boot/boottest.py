@@ -49,7 +49,7 @@ from goldsmith.boot.checks import (
     profile_mounts,
     run_checks,
 )
-from goldsmith.boot.inject import SUDOERS_FILE, TestCopy, prepare_test_copy, sha256_file
+from goldsmith.boot.inject import TestCopy, prepare_test_copy, sha256_file
 from goldsmith.boot.qemu import LOGIN_RE, running_vm
 from goldsmith.boot.ssh import CommandResult, SshClient, TestKey, offered_methods, test_key
 from goldsmith.controls.catalogue import load_catalogue
@@ -339,12 +339,11 @@ def _scan_goldsmith(
         )
         return info
     # the profile as resolved on the host (a custom profile file is not in the zipapp), with
-    # the exceptions of its exceptions_file inline and one more, scoped to this copy: the
-    # boot-test account's sudoers file (NOPASSWD) that prepare_test_copy added
+    # the exceptions of its exceptions_file inline; none for the boot-test account: it
+    # authenticates to sudo with its password (no NOPASSWD), like any admin of the image
     guest_profile = profile.model_dump(mode="json", by_alias=True)
     guest_profile["exceptions"] = [
-        e.model_dump(mode="json")
-        for e in (*_profile_exceptions(profile, opts), boottest_exception())
+        e.model_dump(mode="json") for e in _profile_exceptions(profile, opts)
     ]
     guest_profile["exceptions_file"] = None
     with tempfile.TemporaryDirectory(prefix="goldsmith-profile-") as tmp:
@@ -386,26 +385,6 @@ def _profile_exceptions(profile: Profile, opts: BoottestOptions) -> tuple[Except
             hint="pass BoottestOptions(exceptions=load_exceptions(loaded))",
         )
     return tuple(profile.exceptions)
-
-
-def boottest_exception(today: dt.date | None = None) -> ExceptionEntry:
-    """The one exception the boot test adds, only to the scan of its own throwaway copy."""
-    day = today or dt.datetime.now(dt.UTC).date()
-    return ExceptionEntry(
-        control="sudo.nopasswd-absent",
-        justification=(
-            f"{SUDOERS_FILE} is the boot test's own account on the throwaway copy "
-            "(NOPASSWD for the commands the checks run); the gold image has no such file, "
-            "which the build's scan of the rootfs proves"
-        ),
-        compensating_controls=[
-            "the copy is deleted after the test; the gold image is hashed "
-            "before and after and must be unchanged"
-        ],
-        owner="goldsmith boottest",
-        approved_by="goldsmith boottest (automatic, this copy only)",
-        expires=day + dt.timedelta(days=1),
-    )
 
 
 def _scan_lynis(client: SshClient, opts: BoottestOptions, art: Path) -> dict[str, Any]:
@@ -464,7 +443,7 @@ def _scan_openscap(client: SshClient, opts: BoottestOptions, art: Path) -> dict[
     bundle = bundle_oscap(ds)
     base = f"{GUEST_DIR}/oscap"
     push = client.run(
-        f"sudo -n mkdir -p -m 0700 {GUEST_DIR} && sudo -n tar -xz -C {GUEST_DIR}",
+        f"{client.sudo()} mkdir -p -m 0700 {GUEST_DIR} && {client.sudo()} tar -xz -C {GUEST_DIR}",
         input=bundle.data,
         timeout=600,
     )
@@ -662,7 +641,13 @@ def _boot_and_check(
             say(f"booting ({vm.accel}) to the login prompt")
             vm.wait_for(LOGIN_RE, timeout=opts.timeout)
             timings["boot_to_login"] = round(time.monotonic() - vm.started, 3)
-            client = SshClient("127.0.0.1", vm.ports[expect.ssh_port], copy.injection.user, key)
+            client = SshClient(
+                "127.0.0.1",
+                vm.ports[expect.ssh_port],
+                copy.injection.user,
+                key,
+                askpass=copy.injection.askpass,
+            )
             doc["ssh"]["host_port"] = client.port
             say(f"waiting for SSH on 127.0.0.1:{client.port} (guest port {expect.ssh_port})")
             waited = client.wait_until_ready(timeout=opts.ssh_timeout)

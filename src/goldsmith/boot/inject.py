@@ -6,12 +6,19 @@ else: ``cp --sparse=always`` of the raw image (a qcow2-only build is converted w
 ``losetup -P``; the partition number comes from ``compute_layout``):
 
 - a user (``gsboottest`` by default) in the profile's SSH allow group (when the image has the
-  group), with the per-run ed25519 public key in ``~/.ssh/authorized_keys``, no password
-  (``*``: key login only);
+  group), with the per-run ed25519 public key in ``~/.ssh/authorized_keys`` (SSH logins are
+  key-only, as sshd's policy demands) and a fresh random password for sudo, made per boot
+  test with :mod:`secrets` and hashed by the image's own ``chpasswd`` in a chroot, with the
+  image's ``ENCRYPT_METHOD`` from ``login.defs`` (the cleartext goes over stdin, never on a
+  command line). The shadow ageing fields are the image's own policy (``PASS_*`` of
+  ``login.defs``, ``INACTIVE`` of ``/etc/default/useradd``) and are checked after the change;
+- ``~/goldsmith-askpass`` (0700, the user's): prints that password for ``sudo -A``. It is the
+  only place the cleartext is kept; nothing on the host (no artifact, log or record) holds it;
 - the same public key in ``/root/.ssh/authorized_keys``, so the check that root cannot log in
   proves sshd's policy (``PermitRootLogin no``, ``AllowGroups``) refuses a key root *would*
   accept, not merely that root has no key;
-- ``/etc/sudoers.d/zz-goldsmith-boottest``: NOPASSWD sudo for that user, limited to the
+- ``/etc/sudoers.d/zz-goldsmith-boottest``: sudo for that user *with* its password (no
+  NOPASSWD anywhere, so the copy is judged on the image's own sudo policy), limited to the
   commands the checks run. That list includes ``sh``, ``python3`` and ``tar`` (Lynis is a
   shell script, goldsmith a zipapp), so on the copy the account is in effect root; it exists
   only there. ``!use_pty`` for that user only: files are streamed over stdin into ``tar``,
@@ -27,7 +34,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import secrets
 import shutil
+import string
 import subprocess
 import tempfile
 import time
@@ -66,10 +75,23 @@ SUDO_COMMANDS = (
 AUDIT_RULES_DIR = "/etc/audit/rules.d"
 INJECTION_NOTE = (
     "The booted disk is a throwaway copy of the gold image plus a boot-test account (user, "
-    "its SSH key, the same key for root, a sudoers file); the gold image file itself is "
-    "never written (its sha256 is recorded before and after)."
+    "its SSH key, the same key for root, a random password and the askpass helper sudo -A "
+    "reads it from, a sudoers file without NOPASSWD); the gold image file itself is never "
+    "written (its sha256 is recorded before and after)."
 )
 HOST_TOOLS = {"useradd": "passwd", "losetup": "mount", "cp": "coreutils"}
+#: in the test account's home: prints its password for ``sudo -A`` (no dot: not a dot file)
+ASKPASS_NAME = "goldsmith-askpass"
+PASSWORD_LENGTH = 32
+#: no quote, backslash, colon or blank: safe in chpasswd's ``user:password`` line and in the
+#: askpass helper's single-quoted string
+SAFE_PUNCTUATION = "-_.,+=%@#"
+_PASSWORD_CLASSES = (
+    string.ascii_lowercase,
+    string.ascii_uppercase,
+    string.digits,
+    SAFE_PUNCTUATION,
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,23 @@ class Injection:
     key_fingerprint: str
     files: tuple[str, ...]  # in-image paths written or appended to
     sudo_commands: tuple[str, ...]
+    #: the in-image path of the askpass helper the SSH client names in ``SUDO_ASKPASS``
+    askpass: str
+    #: the test account's /etc/shadow entry without its hash (never the password)
+    shadow: ShadowEntry
     note: str = INJECTION_NOTE
+
+
+@dataclass(frozen=True)
+class ShadowEntry:
+    """The ageing fields of an /etc/shadow line, and how its hash was made ($y$, $6$ ...)."""
+
+    hash_prefix: str  # "$y$": yescrypt, "$6$": SHA-512
+    last_change: int | None  # days since 1970-01-01
+    min_days: int | None
+    max_days: int | None
+    warn_days: int | None
+    inactive_days: int | None
 
 
 @dataclass(frozen=True)
@@ -118,9 +156,10 @@ def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
     return h.hexdigest()
 
 
-def _run(argv: list[str], what: str, *, timeout: float = 600) -> str:
+def _run(argv: list[str], what: str, *, timeout: float = 600, input: str | None = None) -> str:
+    """``input`` goes to stdin (a secret belongs there, never in ``argv``, which errors show)."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
     except subprocess.TimeoutExpired as e:
         raise BuildError(f"{what}: timed out after {timeout:.0f} s", argv=argv) from e
     if proc.returncode != 0:
@@ -254,10 +293,138 @@ def sudoers_text(user: str) -> str:
     return (
         "# goldsmith boot test: present only in the throwaway copy `goldsmith boottest`\n"
         "# boots, never in the gold image. sh, python3 and tar make this account root.\n"
+        "# The account authenticates with its password (sudo -A, the askpass helper in its\n"
+        "# home): no rule here escapes the image's sudo policy.\n"
         f"Cmnd_Alias GOLDSMITH_BOOTTEST = {cmds}\n"
-        f"Defaults:{user} !use_pty, !requiretty\n"
-        f"{user} ALL=(root) NOPASSWD: GOLDSMITH_BOOTTEST\n"
+        f"Defaults:{user} !use_pty, !requiretty, !lecture\n"
+        f"{user} ALL=(root) GOLDSMITH_BOOTTEST\n"
     )
+
+
+def new_password(length: int = PASSWORD_LENGTH) -> str:
+    """A fresh random password with a character of every class a pwquality policy asks for."""
+    alphabet = "".join(_PASSWORD_CLASSES)
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if all(any(c in cls for c in password) for cls in _PASSWORD_CLASSES):
+            return password
+
+
+def askpass_text(password: str) -> str:
+    if any(c not in "".join(_PASSWORD_CLASSES) for c in password):
+        raise BootTestError("the test password has a character the askpass helper cannot quote")
+    return (
+        "#!/bin/sh\n"
+        "# goldsmith boot test (throwaway copy only): this account's password, for sudo -A\n"
+        f"printf '%s\\n' '{password}'\n"
+    )
+
+
+def _write_askpass(root: Path, home: str, uid: int, gid: int, password: str) -> str:
+    in_image = f"{home}/{ASKPASS_NAME}"
+    path = _inside(root, in_image)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o700)
+    with os.fdopen(fd, "w") as f:
+        f.write(askpass_text(password))
+    os.chown(path, uid, gid)
+    path.chmod(0o700)
+    return in_image
+
+
+def _key_values(path: Path, *, sep: str | None) -> dict[str, str]:
+    """``KEY VALUE`` (login.defs, ``sep`` None) or ``KEY=VALUE`` lines; comments dropped.
+    Blanks around ``=`` are tolerated: what the image's file means, not how useradd reads it."""
+    out: dict[str, str] = {}
+    if not path.is_file() or path.is_symlink():
+        return out
+    for raw in path.read_text(errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(sep, 1) if sep else line.split(None, 1)
+        if len(parts) == 2:
+            out[parts[0].strip()] = parts[1].strip().strip('"')
+    return out
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class AgeingPolicy:
+    """What the image's own files say a new account's shadow ageing fields are."""
+
+    encrypt_method: str
+    min_days: int | None
+    max_days: int | None
+    warn_days: int | None
+    inactive_days: int | None
+
+
+def ageing_policy(root: Path) -> AgeingPolicy:
+    defs = _key_values(_inside(root, "/etc/login.defs"), sep=None)
+    useradd = _key_values(_inside(root, "/etc/default/useradd"), sep="=")
+    inactive = _int_or_none(useradd.get("INACTIVE"))
+    return AgeingPolicy(
+        encrypt_method=defs.get("ENCRYPT_METHOD", "SHA512").upper(),
+        min_days=_int_or_none(defs.get("PASS_MIN_DAYS")),
+        max_days=_int_or_none(defs.get("PASS_MAX_DAYS")),
+        warn_days=_int_or_none(defs.get("PASS_WARN_AGE")),
+        inactive_days=inactive if inactive is not None and inactive >= 0 else None,
+    )
+
+
+def shadow_entry(root: Path, user: str) -> ShadowEntry:
+    for line in _inside(root, "/etc/shadow").read_text().splitlines():
+        parts = line.split(":")
+        if len(parts) >= 8 and parts[0] == user:
+            pw = parts[1]
+            prefix = pw[: pw.index("$", 1) + 1] if pw.startswith("$") and "$" in pw[1:] else pw[:1]
+            return ShadowEntry(
+                hash_prefix=prefix,
+                last_change=_int_or_none(parts[2] or None),
+                min_days=_int_or_none(parts[3] or None),
+                max_days=_int_or_none(parts[4] or None),
+                warn_days=_int_or_none(parts[5] or None),
+                inactive_days=_int_or_none(parts[6] or None),
+            )
+    raise BootTestError(f"user {user} missing from the copy's /etc/shadow")
+
+
+def _check_shadow(entry: ShadowEntry, policy: AgeingPolicy, user: str) -> None:
+    """The account's password is a real hash and its ageing is the image's own policy, so
+    the copy's scanners judge the image's policy, not an artefact of the test."""
+    problems: list[str] = []
+    if not entry.hash_prefix.startswith("$") or len(entry.hash_prefix) < 3:
+        problems.append(f"password field is not a crypt hash (starts {entry.hash_prefix!r})")
+    today = int(time.time() // 86400)
+    if entry.last_change is None or not 0 < entry.last_change <= today:
+        problems.append(f"last change {entry.last_change} is not a day up to today ({today})")
+    for name in ("min_days", "max_days", "warn_days", "inactive_days"):
+        want, got = getattr(policy, name), getattr(entry, name)
+        if want is not None and got != want:
+            problems.append(f"{name} is {got}, the image's policy says {want}")
+    if problems:
+        raise BootTestError(f"the test user {user}'s /etc/shadow entry: " + "; ".join(problems))
+
+
+def _set_password(root: Path, user: str, password: str, method: str) -> None:
+    """Hash ``password`` with the image's own chpasswd (in a chroot) and ``method`` (its
+    login.defs ENCRYPT_METHOD); the cleartext goes over stdin. ``--crypt-method`` keeps
+    chpasswd off PAM: pam_pwquality/pam_pwhistory judge passwords people choose (and fail
+    outright when the image has no cracklib dictionary), and pam_pwhistory would write
+    /etc/security/opasswd. An image without chpasswd gets the host's, on its files."""
+    if (root / "usr/sbin/chpasswd").is_file():
+        argv = ["chroot", str(root), "/usr/sbin/chpasswd", "--crypt-method", method]
+    else:
+        if shutil.which("chpasswd") is None:
+            raise ToolMissingError("chpasswd", "passwd")
+        argv = ["chpasswd", "--root", str(root), "--crypt-method", method]
+    _run(argv, f"setting the test user {user}'s password", input=f"{user}:{password}\n")
 
 
 def boot_home(user: str, separate: Sequence[str]) -> str:
@@ -318,15 +485,28 @@ def inject(
         "--comment",
         "goldsmith boot test (throwaway copy only)",
     ]
+    policy = ageing_policy(root)
+    if policy.inactive_days is not None:
+        # useradd reads only "INACTIVE=45", the image may write "INACTIVE = 45"
+        argv += ["--inactive", str(policy.inactive_days)]
     if member:
         argv += ["--groups", ",".join(member)]
     backups = _backup_modes(root)
     _run([*argv, user], f"adding the test user {user} to the copy")
-    _restore_backup_modes(root, backups)
+    password = new_password()
+    try:
+        _set_password(root, user, password, policy.encrypt_method)
+    finally:
+        _restore_backup_modes(root, backups)
+    shadow = shadow_entry(root, user)
+    _check_shadow(shadow, policy, user)
     skel.rmdir()
     uid, gid, home = _passwd_entry(root, user)
     files = ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", home]
     files.append(_write_key(root, home, uid, gid, key_line))
+    askpass = _write_askpass(root, home, uid, gid, password)
+    del password
+    files.append(askpass)
     files.append(_write_key(root, "/root", 0, 0, key_line))
     sudoers = _inside(root, SUDOERS_FILE)
     sudoers.write_text(sudoers_text(user))
@@ -349,6 +529,8 @@ def inject(
         key_fingerprint=fingerprint,
         files=tuple(files),
         sudo_commands=SUDO_COMMANDS,
+        askpass=askpass,
+        shadow=shadow,
     )
 
 

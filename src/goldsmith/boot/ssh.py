@@ -6,6 +6,11 @@ on every boot; it is recorded on first contact and must not change during the ru
 no forwarding, no configuration from ``~/.ssh/config`` (``-F none``). The private key is made
 per run with ``ssh-keygen`` inside a 0700 temporary directory that is deleted afterwards; it
 never leaves that directory.
+
+Commands run as root with ``SUDO_ASKPASS=<helper> sudo -A``: the test account authenticates
+to sudo with its password like any admin (the helper in its home, written into the copy by
+:mod:`goldsmith.boot.inject`, prints it). The client knows only the helper's path, never the
+password, so no command line, log or record can carry it.
 """
 
 from __future__ import annotations
@@ -109,6 +114,15 @@ class SshClient:
     key: TestKey
     connect_timeout: int = 10
     extra_options: Sequence[str] = field(default_factory=tuple)
+    #: the guest's askpass helper for ``sudo -A``; None: ``sudo -n`` (an account that needs
+    #: no password, which the boot test's is not)
+    askpass: str | None = None
+
+    def sudo(self) -> str:
+        """The prefix that runs a command as root in the guest (a shell line's start)."""
+        if self.askpass is None:
+            return "sudo -n"
+        return f"SUDO_ASKPASS={shlex.quote(self.askpass)} sudo -A"
 
     def base_argv(
         self, *, user: str | None = None, options: Sequence[str] = (), identity: bool = True
@@ -168,7 +182,7 @@ class SshClient:
         """
         line = command if isinstance(command, str) else shlex.join(command)
         if sudo:
-            line = "sudo -n " + (
+            line = f"{self.sudo()} " + (
                 line if not isinstance(command, str) else "sh -c " + shlex.quote(line)
             )
         argv = [*self.base_argv(user=user, options=options, identity=identity), "--", line]
@@ -200,8 +214,9 @@ class SshClient:
     def push_tar(self, tar_bytes: bytes, remote_dir: str, *, timeout: float = 300) -> None:
         """Unpack a tar stream as root into ``remote_dir`` (created 0700 if missing)."""
         q = shlex.quote(remote_dir)
+        # sudo -A takes the password from the helper, so stdin is tar's alone
         res = self.run(
-            f"sudo -n mkdir -p -m 0700 {q} && sudo -n tar -x -C {q}",
+            f"{self.sudo()} mkdir -p -m 0700 {q} && {self.sudo()} tar -x -C {q}",
             input=tar_bytes,
             timeout=timeout,
         )
