@@ -210,6 +210,44 @@ def test_journald_dropin_overrides_main_file(tmp_path: Path) -> None:
     assert rule.check(t).status is Status.PASS
 
 
+# /etc/default (shell style) -----------------------------------------------------------------
+USERADD = "# useradd defaults\nSHELL=/bin/sh\n# INACTIVE=-1\nINACTIVE = 45\n"
+
+
+def test_shell_style_reads_only_what_useradd_and_sh_read_and_adds_key_equals_value(
+    tmp_path: Path,
+) -> None:
+    """useradd ignores "INACTIVE = 45" (its key would be "INACTIVE "), and a shell sourcing
+    the file would run a command called INACTIVE: that line is no setting, so the check
+    fails and apply adds INACTIVE=45 (the stray line is left for a person to remove)."""
+    write(tmp_path, "/etc/default/useradd", USERADD)
+    t = make_target(tmp_path)
+    rule = ConfigOptionRule(
+        path="/etc/default/useradd", style=Style.SHELL, key="INACTIVE", value="45"
+    )
+    assert rule.check(t).status is Status.FAIL
+    planned = rule.plan(t)
+    assert [(c.object, c.attribute, c.after) for c in planned] == [
+        ("/etc/default/useradd", "INACTIVE", "45")
+    ]
+    rule.apply(t)
+    assert (tmp_path / "etc/default/useradd").read_text() == USERADD + "INACTIVE=45\n"
+    assert rule.check(t).status is Status.PASS
+    assert rule.plan(t) == []
+
+
+def test_shell_style_edits_an_existing_assignment_in_place(tmp_path: Path) -> None:
+    write(tmp_path, "/etc/default/sysstat", '# comment\nENABLED="false"\nHISTORY=7\n')
+    t = make_target(tmp_path)
+    rule = ConfigOptionRule(
+        path="/etc/default/sysstat", style=Style.SHELL, key="ENABLED", value='"true"'
+    )
+    rule.apply(t)
+    assert (tmp_path / "etc/default/sysstat").read_text() == (
+        '# comment\nENABLED="true"\nHISTORY=7\n'
+    )
+
+
 # kmod ----------------------------------------------------------------------------------------
 def test_modprobe_first_install_wins(tmp_path: Path) -> None:
     write(

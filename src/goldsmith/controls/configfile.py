@@ -2,9 +2,11 @@
 
 Styles: ``sshd`` (``Key Value``, case-insensitive keys, first value wins, ``Include`` and
 ``Match``), ``space`` (login.defs: ``KEY value``, last wins), ``equals`` (``key = value``,
-last wins: auditd.conf, pwquality.conf, faillock.conf) and ``systemd`` (``[Section]`` with
-``Key=Value``, last wins). Editing changes only the lines it must; comments, blank lines,
-order and spacing stay as they were, so ``render(parse(text)) == text``.
+last wins: auditd.conf, pwquality.conf, faillock.conf), ``shell`` (``KEY=VALUE`` at the start
+of the line with nothing around ``=``, last wins: /etc/default files, which shells source and
+useradd reads that strictly; ``KEY = VALUE`` is not a setting there) and ``systemd``
+(``[Section]`` with ``Key=Value``, last wins). Editing changes only the lines it must;
+comments, blank lines, order and spacing stay as they were, so ``render(parse(text)) == text``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class Style(StrEnum):
     SSHD = "sshd"
     SPACE = "space"
     EQUALS = "equals"
+    SHELL = "shell"
     SYSTEMD = "systemd"
 
 
@@ -25,10 +28,17 @@ _LINE_RE: dict[Style, re.Pattern[str]] = {
     Style.SSHD: re.compile(r"^(?P<pre>\s*)(?P<key>[^\s=#]+)(?P<sep>\s*=\s*|\s+)(?P<val>.*?)\s*$"),
     Style.SPACE: re.compile(r"^(?P<pre>\s*)(?P<key>[^\s#]+)(?P<sep>\s+)(?P<val>.*?)\s*$"),
     Style.EQUALS: re.compile(r"^(?P<pre>\s*)(?P<key>[^\s=#]+)(?P<sep>\s*=\s*)(?P<val>.*?)\s*$"),
+    Style.SHELL: re.compile(r"^(?P<pre>)(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>=)(?P<val>.*?)\s*$"),
     Style.SYSTEMD: re.compile(r"^(?P<pre>\s*)(?P<key>[^\s=#;\[]+)(?P<sep>\s*=\s*)(?P<val>.*?)\s*$"),
 }
 _SECTION_RE = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")
-_DEFAULT_SEP = {Style.SSHD: " ", Style.SPACE: " ", Style.EQUALS: " = ", Style.SYSTEMD: "="}
+_DEFAULT_SEP = {
+    Style.SSHD: " ",
+    Style.SPACE: " ",
+    Style.EQUALS: " = ",
+    Style.SHELL: "=",
+    Style.SYSTEMD: "=",
+}
 
 
 @dataclass(frozen=True)
