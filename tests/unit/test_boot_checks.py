@@ -393,3 +393,38 @@ def test_aide_baseline_check_is_not_applicable_without_the_unit() -> None:
     assert res.status is Status.NOT_APPLICABLE
     assert "not-found" in res.observed
     assert len(guest.calls) == 1
+
+
+class FlakyBusGuest(FakeGuest):
+    """systemctl times out on D-Bus the first ``fails`` times, as PID 1 does under TCG."""
+
+    def __init__(self, answers: dict[str, str | tuple[int, str]], fails: int) -> None:
+        super().__init__(answers)
+        self.fails = fails
+
+    def run(
+        self, command: Sequence[str] | str, *, timeout: float = 60, sudo: bool = False
+    ) -> CommandResult:
+        line = command if isinstance(command, str) else " ".join(command)
+        if line.startswith("systemctl --failed") and self.fails > 0:
+            self.fails -= 1
+            self.calls.append(line)
+            return CommandResult(
+                (line,), 1, "", "Failed to list units: Connection timed out\n", 25.0
+            )
+        return super().run(command, timeout=timeout, sudo=sudo)
+
+
+def test_systemctl_is_asked_again_after_a_dbus_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("goldsmith.boot.checks.time.sleep", lambda s: None)
+    once = FlakyBusGuest({"systemctl --failed": ""}, fails=1)
+    assert run_one(NoFailedUnitsCheck(), once).status is Status.PASS
+    assert once.calls.count("systemctl --failed --no-legend --no-pager --plain") == 2
+    # a real failure is not retried, and a timeout that persists is an error, not a pass
+    always = FlakyBusGuest({"systemctl --failed": ""}, fails=5)
+    res = run_one(NoFailedUnitsCheck(), always)
+    assert res.status is Status.ERROR and "Connection timed out" in res.observed
+    assert len(always.calls) == 3
+    broken = FakeGuest({"systemctl --failed": (1, "")})
+    assert run_one(NoFailedUnitsCheck(), broken).status is Status.ERROR
+    assert len(broken.calls) == 1
