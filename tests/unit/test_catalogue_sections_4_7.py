@@ -94,6 +94,7 @@ def test_aide_is_installed_and_hashes_the_audit_tools(cat: Catalogue) -> None:
     assert "ConditionPathExists=!/var/lib/aide/aide.db" in text  # once, never over a baseline
     assert "ExecStart=/usr/sbin/aideinit --yes --force" in text
     assert "After=" in text and "goldsmith-ssh-hostkeys.service" in text
+    assert "UMask=0027" in text  # its log in /var/log/aide must be 0640 (logfiles.permissions)
     enabled = control(cat, "aide.first-boot-baseline-enabled").params
     assert enabled == {"unit": "goldsmith-aide-init.service", "state": "enabled"}
     assert control(cat, "aide.periodic-check").params["unit"] == "dailyaidecheck.timer"
