@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 non-compliant / a gate failed / a build or boot failed,
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from dataclasses import asdict
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from goldsmith import __version__
-from goldsmith.errors import GoldsmithError
+from goldsmith.errors import GoldsmithError, Terminated, terminate_as_interrupt
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -703,11 +704,18 @@ def main(argv: list[str] | None = None) -> int:
     Typer runs in standalone mode, so usage errors are printed by it and end in SystemExit(2);
     everything goldsmith raises is caught here.
     """
+    signals: list[int] = []
     try:
-        app(args=argv, prog_name="goldsmith")
+        # SIGTERM/SIGHUP (a CI job cancelled, a closed terminal) end the run like Ctrl-C:
+        # as an exception, so mounts, loop devices and VMs are cleaned up on the way out
+        with terminate_as_interrupt() as signals:
+            app(args=argv, prog_name="goldsmith")
         code = EXIT_OK
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_FAIL)
+        if signals:  # typer turned the Terminated into exit 130 (its Ctrl-C code)
+            err.print(f"terminated ({signal.Signals(signals[0]).name}); cleaned up")
+            code = 128 + signals[0]
     except GoldsmithError as e:
         if _state["debug"]:
             traceback.print_exc()
@@ -715,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             err.print(f"[yellow]hint:[/yellow] {escape(e.hint)}", highlight=False)
         code = e.exit_code
+    except Terminated as e:
+        err.print(f"terminated ({e.args[0]}); cleaned up")
+        code = 128 + e.signum
     except KeyboardInterrupt:
         err.print("interrupted")
         code = 130

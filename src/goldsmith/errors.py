@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from signal import SIGHUP, SIGTERM
+from types import FrameType
 
 
 class GoldsmithError(Exception):
@@ -111,3 +116,35 @@ class BootTestError(GoldsmithError):
 
 def _tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt, so every
+    ``finally`` (chroot unmounts, loop devices, the QEMU process) runs before the exit."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[list[int]]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (main thread only;
+    elsewhere the block runs unchanged). Yields the list of signals received (a framework
+    between may turn the exception into another exit). The previous handlers come back
+    afterwards."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (SIGTERM, SIGHUP)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -188,6 +190,30 @@ def test_session_tears_down_on_exceptions(rootfs: Path, exc: type[BaseException]
     with pytest.raises(exc), t.session():
         t.run(["true"])
         raise exc()
+    assert_clean(rootfs)
+
+
+def test_sigterm_during_a_chroot_command_unmounts_everything(rootfs: Path) -> None:
+    """What pkill or a cancelled CI job does: SIGTERM to goldsmith while a command runs in
+    the image. The pseudo-filesystems must not be left mounted (as the CLI does it:
+    terminate_as_interrupt turns the signal into an exception)."""
+    script = (
+        "import sys\n"
+        "from goldsmith.errors import terminate_as_interrupt\n"
+        "from goldsmith.targets.rootfs import RootfsTarget\n"
+        "with terminate_as_interrupt():\n"
+        "    RootfsTarget(sys.argv[1]).run(['sleep', '60'], timeout=120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(rootfs)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while len(mount_points_under(rootfs)) < 6 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(mount_points_under(rootfs)) == 6, "the command never started in the chroot"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert b"Terminated" in err  # the exception, not a silent kill
     assert_clean(rootfs)
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
+import typer
 
 from goldsmith.cli import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, main
 
@@ -69,3 +73,35 @@ def test_internal_error_exit_code(
     monkeypatch.setattr(loader, "list_shipped", boom)
     assert main(["profile", "list"]) == EXIT_INTERNAL
     assert "internal error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_runs_cleanup_and_exits_128_plus_signal(
+    sig: signal.Signals, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cancelled CI job sends SIGTERM: the command's finally blocks (unmounts, VM kill)
+    must run, and the exit status says which signal ended it."""
+    import goldsmith.cli as cli
+
+    app = typer.Typer()
+    ran: list[str] = []
+
+    @app.command()
+    def work() -> None:
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(5)  # the handler raises before this returns
+            ran.append("slept")
+        finally:
+            ran.append("cleanup")
+
+    @app.command()
+    def other() -> None:  # two commands, so typer expects the command name
+        pass
+
+    monkeypatch.setattr(cli, "app", app)
+    before = signal.getsignal(sig)
+    assert main(["work"]) == 128 + sig
+    assert ran == ["cleanup"]
+    assert f"terminated ({sig.name})" in capsys.readouterr().err
+    assert signal.getsignal(sig) == before  # the previous handler is back
