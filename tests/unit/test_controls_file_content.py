@@ -152,13 +152,28 @@ def test_append_line_is_not_needed_when_a_drop_in_has_the_line(tmp_path: Path) -
     assert r.plan(t) == []
 
 
-def test_append_line_refuses_to_create_a_missing_package_file(tmp_path: Path) -> None:
+def test_append_line_creates_a_missing_file_with_only_that_line(tmp_path: Path) -> None:
     r = rule(paths=["/etc/security/pwquality.conf"], present_pattern="^x$", append_line="x")
     t = make_target(tmp_path)
     assert r.check(t).status is Status.FAIL
-    with pytest.raises(TargetError, match=r"pwquality\.conf is missing"):
-        r.plan(t)
-    assert not (tmp_path / "etc").exists()
+    before = tree_hash(tmp_path)
+    planned = r.plan(t)
+    assert tree_hash(tmp_path) == before
+    assert [(c.object, c.attribute, c.after) for c in planned] == [
+        ("/etc/security/pwquality.conf", "line 1", "x")
+    ]
+    r.apply(t)
+    conf = tmp_path / "etc/security/pwquality.conf"
+    assert conf.read_text() == "x\n"
+    assert conf.stat().st_mode & 0o7777 == 0o644
+    assert r.check(t).status is Status.PASS
+
+
+def test_append_line_refuses_a_directory_in_the_files_place(tmp_path: Path) -> None:
+    (tmp_path / "etc/security/pwquality.conf").mkdir(parents=True)
+    r = rule(paths=["/etc/security/pwquality.conf"], present_pattern="^x$", append_line="x")
+    with pytest.raises(TargetError, match="not a regular file"):
+        r.plan(make_target(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from goldsmith.controls.rules.mount_options import MountOptionsRule
 from goldsmith.controls.rules.package import PackageRule, PackageState
 from goldsmith.controls.rules.pam import PamRule
 from goldsmith.controls.rules.service import ServiceRule, ServiceState
-from goldsmith.errors import ProfileError
+from goldsmith.errors import ProfileError, TargetError
 from goldsmith.model.records import Status
 from goldsmith.targets.base import RunResult
 
@@ -121,6 +121,41 @@ def test_service_static_and_absent_units(tmp_path: Path) -> None:
     rule = ServiceRule(unit="gone.service", state=ServiceState.MASKED)
     rule.apply(t)
     assert (tmp_path / "etc/systemd/system/gone.service").readlink().as_posix() == "/dev/null"
+
+
+def test_service_wanted_by_plans_a_unit_another_control_writes(tmp_path: Path) -> None:
+    """goldsmith's own unit (written by a managed-file control) can be planned for before
+    the file exists, as apply --check does for the whole profile; the check fails until the
+    unit file is there, and once it is, its own [Install] section decides."""
+    t = make_target(tmp_path)
+    rule = ServiceRule(
+        unit="gs.service", state=ServiceState.ENABLED, wanted_by=("multi-user.target",)
+    )
+    link = "/etc/systemd/system/multi-user.target.wants/gs.service"
+    assert [(c.object, c.after) for c in rule.plan(t)] == [(link, "/etc/systemd/system/gs.service")]
+    without = ServiceRule(unit="gs.service", state=ServiceState.ENABLED)
+    with pytest.raises(TargetError, match="cannot enable it"):
+        without.plan(t)
+    rule.apply(t)  # a dangling link: the unit file is not written yet
+    assert rule.check(t).status is Status.FAIL
+    write(tmp_path, "/etc/systemd/system/gs.service", UNIT.replace("x", "gs"))
+    found = rule.check(t)
+    assert found.status is Status.FAIL  # its [Install] also wants sockets.target etc.
+    rule.apply(t)
+    assert rule.check(t).status is Status.PASS
+    assert rule.plan(t) == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"unit": "a.service", "state": "disabled", "wanted_by": ["multi-user.target"]},
+        {"unit": "a.service", "state": "enabled", "wanted_by": ["not a unit"]},
+    ],
+)
+def test_service_wanted_by_bad_params(params: dict[str, object]) -> None:
+    with pytest.raises(ProfileError):
+        build_rule({"type": "service", **params}, control="t")
 
 
 def test_service_live_uses_systemctl(tmp_path: Path) -> None:

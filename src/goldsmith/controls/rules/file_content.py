@@ -6,7 +6,8 @@ what an administrator meant, so removing it is opt-in (``remove_matching: true``
 rewrite is validated when a validator is given (``validate: [visudo, -cf, "%s"]``), keeps
 the file's mode and owner, and is recorded line by line. A required line is added only when
 the rule names it (``append_line``, which must match ``present_pattern``): it goes at the end
-of the first path, which must then be a plain existing file, not a glob.
+of the first path, which must then be a plain file, not a glob (created 0644 root if
+missing, as config-option creates a file for a key set nowhere).
 """
 
 from __future__ import annotations
@@ -156,13 +157,15 @@ class FileContentRule(Rule):
             return []
         target = self.paths[0]
         st = t.stat(target)
-        if st is None or st.type is not FileType.FILE:
-            # the file belongs to a package: adding a line to a file that is not there would
-            # create a partial configuration, so the rule reports instead of inventing one
-            raise TargetError(
-                f"{self.control}: {target} is missing, so {self.append_line!r} cannot be added",
-                hint="install the package that ships it first",
-            )
+        if st is not None and st.type is not FileType.FILE:
+            raise TargetError(f"{self.control}: {target} is not a regular file")
+        if st is None:
+            # as config-option does for a key set nowhere: the file is created with the line
+            # (in a build, the control that installs the package owning it runs first)
+            change = self.change(target, "line 1", None, self.append_line)
+            return [
+                WriteFile((change,), target, self.append_line + "\n", 0o644, 0, 0, self.validate)
+            ]
         text = read_optional(t, target) or ""
         if text and not text.endswith("\n"):
             text += "\n"

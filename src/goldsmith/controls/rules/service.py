@@ -105,10 +105,20 @@ class ServiceRule(Rule):
     state: ServiceState = ServiceState.DISABLED
     #: on a live target also start/stop it now (systemctl --now)
     now: bool = False
+    #: for a unit another control writes to /etc/systemd/system (state enabled only): the
+    #: targets its [Install] section names, so the links can be planned before the file
+    #: exists (``apply --check`` plans every control against the untouched tree). The check
+    #: still fails while the unit file is missing.
+    wanted_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not _UNIT_RE.match(self.unit):
             raise ValueError(f"not a unit name: {self.unit!r}")
+        if self.wanted_by and self.state is not ServiceState.ENABLED:
+            raise ValueError("wanted_by only goes with state: enabled")
+        for target in self.wanted_by:
+            if not _UNIT_RE.match(target):
+                raise ValueError(f"not a unit name: {target!r}")
 
     @property
     def _mask_path(self) -> str:
@@ -181,6 +191,8 @@ class ServiceRule(Rule):
             return []
         steps: list[Step] = []
         if self.state is ServiceState.ENABLED:
+            if info is None and self.wanted_by and state == "not-found":
+                info = InstallInfo(f"{ETC}/{self.unit}", wanted_by=self.wanted_by)
             if info is None:
                 raise TargetError(
                     f"unit {self.unit} is {state} in {t.description}; cannot enable it",
