@@ -628,7 +628,9 @@ def test_json_schema() -> None:
 _VALID_USER = st.from_regex(r"\A[a-z_][a-z0-9_-]{0,31}\Z")
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(user=_VALID_USER)
 def test_valid_agent_user_round_trips(tmp_path: Path, user: str) -> None:
     f = write(tmp_path / "p.yaml", f"name: p\nagent:\n  user: {json.dumps(user)}\n")
@@ -638,7 +640,9 @@ def test_valid_agent_user_round_trips(tmp_path: Path, user: str) -> None:
     assert load_profile(again).profile.agent.user == user
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(user=st.text(max_size=40).filter(lambda s: re.fullmatch(NAME_RE, s) is None))
 def test_invalid_agent_user_is_rejected_with_its_key_path(tmp_path: Path, user: str) -> None:
     f = write(tmp_path / "p.yaml", f"name: p\nagent:\n  user: {json.dumps(user)}\n")
