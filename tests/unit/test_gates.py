@@ -88,6 +88,26 @@ def test_the_booted_openscap_rate_is_preferred_over_the_offline_one(tmp_path: Pa
     assert "oscap-chroot on the rootfs" in fallback.observed
 
 
+def test_failures_the_booted_image_shows_count_for_the_failures_gate(tmp_path: Path) -> None:
+    lenient = LENIENT.model_copy(update={"max_failures_not_excepted": 6})  # the rootfs has 6
+    clean = {"status": "ran", "artifact": "/o/boottest/guest-scan.json"}
+    ok = {**clean, "summary": {"failures_not_excepted": 0, "failed": 0}}
+    got = by_name(lenient, results(tmp_path, boot={"passed": True, "scanners": {"goldsmith": ok}}))
+    gate = got["failures-not-excepted"]
+    assert gate.passed and "booted image: 0 (boottest.json)" in gate.observed
+    bad = {**clean, "summary": {"failures_not_excepted": 7, "failed": 7}}
+    got = by_name(lenient, results(tmp_path, boot={"passed": True, "scanners": {"goldsmith": bad}}))
+    gate = got["failures-not-excepted"]
+    assert not gate.passed
+    assert "booted image's goldsmith scan has 7" in (gate.explanation or "")
+    assert "guest-scan.json" in (gate.explanation or "")
+    # a guest scan that did not run leaves the rootfs count alone
+    off = {"status": "not_run", "reason": "turned off"}
+    got = by_name(lenient, results(tmp_path, boot={"passed": True, "scanners": {"goldsmith": off}}))
+    assert got["failures-not-excepted"].passed
+    assert "booted image" not in got["failures-not-excepted"].observed
+
+
 def test_missing_results_fail_every_gate_that_needs_them(tmp_path: Path) -> None:
     got = by_name(Gates(), results(tmp_path, scan=False))
     assert not any(g.passed for g in got.values())

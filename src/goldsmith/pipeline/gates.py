@@ -138,8 +138,24 @@ def _failures(gates: Gates, r: Results) -> GateResult:
         f"{s.failures_not_excepted} ({s.failed} failed, {s.errors} errors, "
         f"{s.expired_exceptions} expired exceptions; {s.excepted} excepted)"
     )
-    if s.failures_not_excepted <= limit:
+    # the booted image's own goldsmith scan counts too: a failure only a running system shows
+    # (a file first boot wrote with the wrong mode) is as real as one in the rootfs
+    guest = _guest_goldsmith(r)
+    guest_count = None
+    if guest is not None:
+        guest_count = int(guest["failures_not_excepted"])
+        observed += f"; booted image: {guest_count} ({r.boottest_path.name})"
+    if s.failures_not_excepted <= limit and (guest_count is None or guest_count <= limit):
         return GateResult(name, True, required, observed)
+    if s.failures_not_excepted <= limit:
+        return GateResult(
+            name,
+            False,
+            required,
+            observed,
+            f"the booted image's goldsmith scan has {guest_count} failures not excepted "
+            f"({guest.get('artifact') if guest else ''}); the rootfs scan has none",
+        )
     failing = [f.control for f in r.scan.findings if f.status in ("fail", "error")]
     expired = [e.control for e in r.scan.exceptions if e.state == "expired"]
     parts = []
@@ -157,6 +173,18 @@ def _failures(gates: Gates, r: Results) -> GateResult:
         observed,
         f"{s.failures_not_excepted - limit} over the limit; " + "; ".join(parts),
     )
+
+
+def _guest_goldsmith(r: Results) -> dict[str, Any] | None:
+    """The boot test's in-guest ``goldsmith scan --host`` summary, when it ran."""
+    scanners = (r.boottest or {}).get("scanners")
+    run = scanners.get("goldsmith") if isinstance(scanners, dict) else None
+    if not isinstance(run, dict) or run.get("status") != "ran":
+        return None
+    summary = run.get("summary")
+    if not isinstance(summary, dict) or "failures_not_excepted" not in summary:
+        return None
+    return {**summary, "artifact": run.get("artifact")}
 
 
 def _guest_openscap(r: Results) -> dict[str, Any] | None:
