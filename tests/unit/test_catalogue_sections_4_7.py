@@ -96,7 +96,12 @@ def test_aide_is_installed_and_hashes_the_audit_tools(cat: Catalogue) -> None:
     assert "After=" in text and "goldsmith-ssh-hostkeys.service" in text
     assert "UMask=0027" in text  # its log in /var/log/aide must be 0640 (logfiles.permissions)
     enabled = control(cat, "aide.first-boot-baseline-enabled").params
-    assert enabled == {"unit": "goldsmith-aide-init.service", "state": "enabled"}
+    assert dict(enabled) == {
+        "unit": "goldsmith-aide-init.service",
+        "state": "enabled",
+        "wanted_by": ["multi-user.target"],  # as the unit's [Install]: apply --check plans it
+    }
+    assert "WantedBy=multi-user.target" in text
     assert control(cat, "aide.periodic-check").params["unit"] == "dailyaidecheck.timer"
     ids = list(cat.controls)
     assert ids.index("aide.first-boot-baseline") < ids.index("aide.first-boot-baseline-enabled")
