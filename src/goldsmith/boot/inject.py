@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from goldsmith.build.diskimage import _loop_device, _mounted, compute_layout
+from goldsmith.controls.configfile import ConfigText, Style
 from goldsmith.errors import BootTestError, BuildError, ToolMissingError
 from goldsmith.model.profile import Profile
 
@@ -331,20 +332,15 @@ def _write_askpass(root: Path, home: str, uid: int, gid: int, password: str) -> 
     return in_image
 
 
-def _key_values(path: Path, *, sep: str | None) -> dict[str, str]:
-    """``KEY VALUE`` (login.defs, ``sep`` None) or ``KEY=VALUE`` lines; comments dropped.
-    Blanks around ``=`` are tolerated: what the image's file means, not how useradd reads it."""
-    out: dict[str, str] = {}
+def _key_values(path: Path, style: Style) -> dict[str, str]:
+    """The settings of login.defs (``space`` style) or /etc/default/useradd, read with the
+    catalogue's own parser (last value wins, comments dropped). useradd is read in the
+    ``equals`` style, blanks around ``=`` tolerated: what the image's file means, not how
+    useradd reads it."""
     if not path.is_file() or path.is_symlink():
-        return out
-    for raw in path.read_text(errors="replace").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(sep, 1) if sep else line.split(None, 1)
-        if len(parts) == 2:
-            out[parts[0].strip()] = parts[1].strip().strip('"')
-    return out
+        return {}
+    text = ConfigText(path.read_text(errors="replace"), style)
+    return {e.key: e.value.strip().strip('"') for e in text.entries()}
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -366,8 +362,8 @@ class AgeingPolicy:
 
 
 def ageing_policy(root: Path) -> AgeingPolicy:
-    defs = _key_values(_inside(root, "/etc/login.defs"), sep=None)
-    useradd = _key_values(_inside(root, "/etc/default/useradd"), sep="=")
+    defs = _key_values(_inside(root, "/etc/login.defs"), Style.SPACE)
+    useradd = _key_values(_inside(root, "/etc/default/useradd"), Style.EQUALS)
     inactive = _int_or_none(useradd.get("INACTIVE"))
     return AgeingPolicy(
         encrypt_method=defs.get("ENCRYPT_METHOD", "SHA512").upper(),
