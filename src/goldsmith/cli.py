@@ -563,12 +563,18 @@ def scan(
     """Run every control's check (and Lynis, OpenSCAP); exit 1 if a failure is not excepted."""
     import tempfile
 
+    from goldsmith.targets.treewalk import start_prefetch
+
+    if (rootfs is None) == (not host):
+        raise GoldsmithError("give exactly one of --rootfs DIR and --host")
+    # the file-system walk of the tree scans runs in a child process while the profile,
+    # the catalogue and the modules they need load (a scan only reads: see treewalk)
+    start_prefetch(rootfs if rootfs is not None else Path("/"), live=host)
+
     from goldsmith.model.profile_loader import load_profile
     from goldsmith.scan.formats import OutputFormat, write_reports
     from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
 
-    if (rootfs is None) == (not host):
-        raise GoldsmithError("give exactly one of --rootfs DIR and --host")
     loaded = load_profile(profile)
     with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
         opts = ScanOptions(

@@ -177,3 +177,74 @@ def test_params_are_validated() -> None:
         rule("everything")
     with pytest.raises(ProfileError):
         rule("suid-sgid", allow=["usr/bin/sudo"])
+
+
+def _prefetch_tree(root: Path) -> None:
+    base(root)
+    write(root, "/srv/open", "x", 0o666)
+    write(root, "/usr/bin/tool", "#!/bin/sh\n", 0o4755)
+    write(root, "/home/ghost/file", "x")
+    for i in range(50):
+        write(root, f"/usr/share/doc/p{i}/README", "x")  # plain root:root: not handed over
+    if os.geteuid() == 0:
+        os.chown(root / "home/ghost/file", 4242, 4343)
+
+
+def _findings(root: Path) -> list[tuple[str, str, str]]:
+    t = make_target(root)
+    out = []
+    with t.cached():
+        for kind in ("world-writable", "unowned", "suid-sgid"):
+            f = rule(kind).check(t)
+            out.append((kind, f.status.value, f.evidence.observed))
+    return out
+
+
+def test_the_prefetched_walk_finds_what_the_walk_finds(tmp_path: Path) -> None:
+    from goldsmith.targets import treewalk
+
+    root = tmp_path / "root"
+    _prefetch_tree(root)
+    plain = _findings(root)
+    treewalk.start_prefetch(root, live=False)
+    assert (str(root.resolve()), treewalk.DEFAULT_SKIP) in treewalk._prefetches
+    prefetched = _findings(root)
+    assert treewalk._prefetches == {}  # taken by the first tree scan, once
+    assert prefetched == plain
+    assert plain[0][1] == "fail" and "/srv/open" in plain[0][2]
+    assert plain[2][1] == "fail" and "/usr/bin/tool" in plain[2][2]
+    if os.geteuid() == 0:
+        assert plain[1][1] == "fail" and "uid 4242" in plain[1][2]
+    # the child hands over only entries not plain root:root, and counts all of them
+    entries, n = treewalk.not_plain_root(root, set(), treewalk.DEFAULT_SKIP)
+    assert n == sum(1 for _ in walk(make_target(root)))
+    assert not any(e.path.startswith("/usr/share/doc") for e in entries)
+
+
+def test_a_failed_prefetch_falls_back_to_walking(tmp_path: Path, monkeypatch: Any) -> None:
+    from goldsmith.targets import treewalk
+
+    root = tmp_path / "root"
+    _prefetch_tree(root)
+    plain = _findings(root)
+    # the child cannot walk (its walk raises): it exits 1 without an answer
+    monkeypatch.setattr(treewalk, "not_plain_root", lambda *a: 1 / 0)
+    treewalk.start_prefetch(root, live=False)
+    pre = treewalk._prefetches[(str(root.resolve()), treewalk.DEFAULT_SKIP)]
+    assert _findings(root) == plain
+    assert pre._pid is None and pre._read is None  # reaped, pipe closed
+
+
+def test_an_unused_prefetch_is_stopped_and_reaped(tmp_path: Path) -> None:
+    from goldsmith.targets import treewalk
+
+    root = tmp_path / "root"
+    _prefetch_tree(root)
+    treewalk.start_prefetch(root, live=False)
+    pre = treewalk.take_prefetch(root, treewalk.DEFAULT_SKIP)
+    assert pre is not None and pre._pid is not None
+    pid = pre._pid
+    pre.cancel()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert pre.result() is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -114,7 +114,18 @@ class GroupEntry:
     members: tuple[str, ...]
 
 
-def read_passwd(t: Target) -> dict[str, PasswdEntry]:
+def read_passwd(t: Target) -> Mapping[str, PasswdEntry]:
+    """/etc/passwd by name (the first entry of a name wins, as getpwnam does); read once
+    per scan or apply run (memoised: do not change the mapping)."""
+    return t.memo("fsutil.passwd", lambda: _parse_passwd(t))
+
+
+def read_group(t: Target) -> Mapping[str, GroupEntry]:
+    """/etc/group by name, like :func:`read_passwd`."""
+    return t.memo("fsutil.group", lambda: _parse_group(t))
+
+
+def _parse_passwd(t: Target) -> dict[str, PasswdEntry]:
     out: dict[str, PasswdEntry] = {}
     for line in (read_optional(t, "/etc/passwd") or "").splitlines():
         f = line.split(":")
@@ -124,7 +135,7 @@ def read_passwd(t: Target) -> dict[str, PasswdEntry]:
     return out
 
 
-def read_group(t: Target) -> dict[str, GroupEntry]:
+def _parse_group(t: Target) -> dict[str, GroupEntry]:
     out: dict[str, GroupEntry] = {}
     for line in (read_optional(t, "/etc/group") or "").splitlines():
         f = line.split(":")
@@ -159,9 +170,15 @@ def resolve_gid(t: Target, group: str | int) -> int:
     return entry.gid
 
 
+def _id_names(t: Target) -> tuple[dict[int, str], dict[int, str]]:
+    """uid -> name and gid -> name (the first entry of an id wins)."""
+    users = {e.uid: e.name for e in reversed(list(read_passwd(t).values()))}
+    groups = {e.gid: e.name for e in reversed(list(read_group(t).values()))}
+    return users, groups
+
+
 def owner_text(t: Target, uid: int, gid: int) -> str:
-    users = {e.uid: e.name for e in reversed(read_passwd(t).values())}
-    groups = {e.gid: e.name for e in reversed(read_group(t).values())}
+    users, groups = t.memo("fsutil.id-names", lambda: _id_names(t))
     return f"{users.get(uid, str(uid))}:{groups.get(gid, str(gid))}"
 
 

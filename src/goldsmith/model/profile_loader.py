@@ -331,16 +331,17 @@ def _pos(node: Node, file: str) -> _Pos:
     return _Pos(file, mark.line + 1, mark.column + 1)
 
 
-class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and caps nodes and depth while composing."""
+class _Capped:
+    """Composer mixin that refuses aliases and caps nodes and depth while composing."""
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._nodes = 0
-        self._depth = 0
+    check_event: Any
+    peek_event: Any
+
+    _nodes = 0
+    _depth = 0
 
     def _mark(self) -> Mark:
-        mark: Mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        mark: Mark = self.peek_event().start_mark
         return mark
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
@@ -363,10 +364,42 @@ class _SafeLoader(yaml.SafeLoader):
                     f"nested deeper than {MAX_DEPTH} levels",
                     self._mark(),
                 )
-            node: Node | None = super().compose_node(parent, index)
+            node: Node | None = super().compose_node(parent, index)  # type: ignore[misc]
             return node
         finally:
             self._depth -= 1
+
+
+class _SafeLoader(_Capped, yaml.SafeLoader):
+    """The reference loader: PyYAML's pure-Python reader, scanner and parser."""
+
+
+try:  # PyYAML built with libyaml (its wheels are)
+    from yaml._yaml import CParser as _Events
+
+    _FAST = True
+except ImportError:  # pragma: no cover - a PyYAML without libyaml: the reference loader only
+    _Events = yaml.parser.Parser  # type: ignore[assignment,misc]
+    _FAST = False
+
+
+class _FastLoader(
+    _Capped,
+    yaml.composer.Composer,
+    _Events,
+    yaml.constructor.SafeConstructor,
+    yaml.resolver.Resolver,
+):
+    """libyaml's scanner and parser (about 10x faster) under the same capped Python composer,
+    so nodes, marks, caps and alias refusal are the same. Used only when it accepts a file:
+    any YAML error is decided by the reference loader (the two scanners refuse slightly
+    different inputs; libyaml refuses ``"\\ud800"`` escapes, for one)."""
+
+    def __init__(self, stream: str) -> None:
+        _Events.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
 
 
 # YAML 1.2 booleans: only true/false. "no", "on", "yes" stay strings (no Norway problem).
@@ -376,22 +409,41 @@ _SafeLoader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _SafeLoader.add_implicit_resolver(_TAG + "bool", _BOOL_RE, list("tTfF"))
+_FastLoader.yaml_implicit_resolvers = _SafeLoader.yaml_implicit_resolvers
 
 
 def _parse(source: _Source) -> _Map:
     """Parse one file into a located tree; the top level must be a mapping (empty is {})."""
+    if _FAST:
+        fast = _FastLoader(source.text)
+        try:
+            root = fast.get_single_node()
+        except yaml.YAMLError:
+            pass  # the reference loader decides: the same error, or (rarely) a value
+        else:
+            return _tree(root, fast, source)
+        finally:
+            fast.dispose()
     loader = _SafeLoader(source.text)
     try:
         root = loader.get_single_node()
-        if root is None:
-            return _Map({}, _Pos(source.display, 1, 1))
-        value = _build(root, loader, source.display)
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(exc, source.display) from None
     except yaml.YAMLError as exc:  # errors without a position (e.g. reader errors)
         raise ProfileError(f"invalid YAML: {exc}", file=source.display) from None
     finally:
         loader.dispose()
+    return _tree(root, loader, source)
+
+
+def _tree(root: Node | None, loader: Any, source: _Source) -> _Map:
+    """The located tree of a composed document (constructing its scalars with ``loader``)."""
+    if root is None:
+        return _Map({}, _Pos(source.display, 1, 1))
+    try:
+        value = _build(root, loader, source.display)
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(exc, source.display) from None
     if not isinstance(value, _Map):
         raise ProfileError(
             "a profile must be a YAML mapping (key: value lines) at the top level",
@@ -415,7 +467,7 @@ def _yaml_error(exc: yaml.MarkedYAMLError, display: str) -> ProfileError:
     )
 
 
-def _build(node: Node, loader: _SafeLoader, file: str, path: str = "") -> _Value:
+def _build(node: Node, loader: Any, file: str, path: str = "") -> _Value:
     pos = _pos(node, file)
     if isinstance(node, ScalarNode):
         if node.tag not in _SCALAR_TAGS:

@@ -68,16 +68,25 @@ def effective(t: Target, key: str) -> tuple[Assignment | None, list[str]]:
     Later assignments override earlier ones. An explicit key beats a glob pattern
     (``net.ipv4.conf.*.rp_filter``) whatever the order, as in systemd-sysctl.
     """
-    files = sysctl_files(t)
+    files, assignments = t.memo("sysctl.assignments", lambda: _assignments(t))
     exact: Assignment | None = None
     pattern: Assignment | None = None
+    for a in assignments:
+        if a.key == key:
+            exact = a
+        elif any(c in a.key for c in "*?[") and fnmatch.fnmatchcase(key, a.key):
+            pattern = a
+    return (exact or pattern), list(files)
+
+
+def _assignments(t: Target) -> tuple[tuple[str, ...], tuple[Assignment, ...]]:
+    """The sysctl files in systemd-sysctl order and every assignment in them, in order (read
+    once per scan: memoised)."""
+    files = sysctl_files(t)
+    out: list[Assignment] = []
     for f in files:
-        for a in parse_sysctl(read_optional(t, f) or "", f):
-            if a.key == key:
-                exact = a
-            elif any(c in a.key for c in "*?[") and fnmatch.fnmatchcase(key, a.key):
-                pattern = a
-    return (exact or pattern), files
+        out += parse_sysctl(read_optional(t, f) or "", f)
+    return tuple(files), tuple(out)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,6 @@ crosses only into local file systems (``/proc/self/mounts``), never into ``skip`
 25,000 entries of a trixie rootfs take well under a second.
 """
 
-# ruff: noqa: PTH116
-# (os calls on purpose: dir_fd-relative and O_NOFOLLOW variants have no pathlib form)
-
 from __future__ import annotations
 
 import fnmatch
@@ -26,20 +23,19 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
 
 from goldsmith.controls.base import Rule
 from goldsmith.controls.fsutil import fmt_mode, read_group, read_optional, read_passwd
 from goldsmith.controls.steps import Chmod, Step
-from goldsmith.errors import TargetError
 from goldsmith.model.records import Finding, Status
 from goldsmith.targets.base import Target
-
-#: file systems the live walk enters (CIS: "df --local"); pseudo and network ones are not
-LOCAL_FS = frozenset(
-    {"ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "f2fs", "jfs", "zfs", "tmpfs"}
+from goldsmith.targets.treewalk import (
+    DEFAULT_SKIP,
+    Entry,
+    live_devices,
+    take_prefetch,
+    tree,
 )
-DEFAULT_SKIP = ("/proc", "/sys", "/dev", "/run")
 
 
 class ScanKind(StrEnum):
@@ -48,72 +44,22 @@ class ScanKind(StrEnum):
     SUID_SGID = "suid-sgid"
 
 
-class Entry(NamedTuple):  # a tuple: tens of thousands are made per walk
-    path: str
-    mode: int  # full st_mode (type and permission bits)
-    uid: int
-    gid: int
-
-
-def _join(base: str, name: str) -> str:
-    return ("" if base == "/" else base) + "/" + name
-
-
-def _live_devices(t: Target, skip: tuple[str, ...]) -> set[int]:
-    """Devices of the live system's local file systems outside ``skip``."""
+def _tree(
+    t: Target, skip: tuple[str, ...]
+) -> Iterator[tuple[str, list[tuple[str, os.stat_result]]]]:
+    """The confined walk of the target's tree (see :func:`goldsmith.targets.treewalk.tree`);
+    on a live system it also enters the local file systems mounted outside ``skip``."""
     devs: set[int] = set()
-    for line in (read_optional(t, "/proc/self/mounts") or "").splitlines():
-        f = line.split()
-        if len(f) < 3 or f[2] not in LOCAL_FS:
-            continue
-        point = f[1].replace("\\040", " ")
-        if any(point == s or point.startswith(s.rstrip("/") + "/") for s in skip):
-            continue
-        try:
-            devs.add(os.stat(t.root / point.lstrip("/")).st_dev)
-        except OSError:
-            continue
-    return devs
+    if t.live:
+        devs = live_devices(t.root, read_optional(t, "/proc/self/mounts") or "", skip)
+    return tree(t.root, devs, skip)
 
 
 def walk(t: Target, skip: tuple[str, ...] = DEFAULT_SKIP) -> Iterator[Entry]:
     """Every entry below the target's root (not the root itself), depth first, confined."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    root_fd = os.open(t.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        devs = {os.fstat(root_fd).st_dev}
-        if t.live:
-            devs |= _live_devices(t, skip)
-        skipped = {s.rstrip("/") or "/" for s in skip}
-        stack: list[tuple[int, str]] = [(root_fd, "/")]
-        root_fd = -1  # owned by the stack now
-        while stack:
-            fd, path = stack.pop()
-            try:
-                with os.scandir(fd) as it:
-                    entries = list(it)
-                for e in entries:
-                    st = e.stat(follow_symlinks=False)
-                    child = _join(path, e.name)
-                    yield Entry(child, st.st_mode, st.st_uid, st.st_gid)
-                    if not stat.S_ISDIR(st.st_mode) or child in skipped or st.st_dev not in devs:
-                        continue
-                    try:
-                        cfd = os.open(e.name, flags, dir_fd=fd)
-                    except OSError as exc:
-                        raise TargetError(f"scan {child}: {exc.strerror}") from exc
-                    cst = os.fstat(cfd)
-                    if (cst.st_dev, cst.st_ino) != (st.st_dev, st.st_ino):
-                        os.close(cfd)
-                        raise TargetError(f"scan {child}: changed while the scan ran")
-                    stack.append((cfd, child))
-            finally:
-                os.close(fd)
-    finally:
-        if root_fd >= 0:
-            os.close(root_fd)
-        for fd, _ in stack:
-            os.close(fd)
+    for prefix, items in _tree(t, skip):
+        for name, st in items:
+            yield Entry(prefix + "/" + name, st.st_mode, st.st_uid, st.st_gid)
 
 
 def _known_ids(t: Target) -> tuple[set[int], set[int]]:
@@ -126,12 +72,22 @@ def _notable(t: Target, skip: tuple[str, ...]) -> tuple[tuple[Entry, ...], int]:
     bits, setuid/setgid bits, an unknown uid or gid) and how many entries were walked. Only
     those are kept, so the memo stays small however large the tree is."""
     uids, gids = _known_ids(t)
+    pre = take_prefetch(t.root, skip)
+    got = pre.result() if pre is not None and pre.live == t.live else None
+    if got is not None and 0 in uids and 0 in gids:
+        # the child kept every entry not owned by root:root or with o+w/setuid/setgid bits;
+        # with uid and gid 0 known, the rest could not be reported
+        entries, n = got
+        notable = (e for e in entries if e.mode & 0o6002 or e.uid not in uids or e.gid not in gids)
+        return tuple(notable), n
     kept: list[Entry] = []
     n = 0
-    for e in walk(t, skip):
-        n += 1
-        if e.mode & 0o6002 or e.uid not in uids or e.gid not in gids:
-            kept.append(e)
+    for prefix, items in _tree(t, skip):
+        n += len(items)
+        for name, st in items:
+            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
+            if mode & 0o6002 or uid not in uids or gid not in gids:
+                kept.append(Entry(prefix + "/" + name, mode, uid, gid))
     return tuple(kept), n
 
 
