@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 non-compliant / a gate failed / a build or boot failed,
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -18,6 +19,11 @@ import typer
 
 from goldsmith import __version__
 from goldsmith.errors import GoldsmithError, Terminated, terminate_as_interrupt
+
+# Start-up (pydantic schemas, the catalogue, Jinja2 templates) allocates hundreds of thousands
+# of objects that live until exit, and the cyclic GC's default gen-0 threshold (700) rescans
+# them over and over: ~12 % of a whole-catalogue scan. Cycles are still collected, later.
+gc.set_threshold(100_000, 10, 10)
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -22,7 +22,7 @@ from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -295,6 +295,20 @@ else:
 
 class _Loader(_BaseLoader):
     """SafeLoader with YAML 1.2 booleans (``no``/``yes``/``on`` stay strings: sshd values)."""
+
+    #: the tag of each plain scalar text seen (the catalogue has ~14,000 scalars, mostly
+    #: repeated words; resolving one runs the implicit-resolver regexes in Python)
+    _plain_tags: ClassVar[dict[str, str]] = {}
+
+    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
+        if kind is ScalarNode and implicit[0] and not self.yaml_path_resolvers:
+            tag = self._plain_tags.get(value)
+            if tag is None:  # without path resolvers the answer depends on the text only
+                tag = super().resolve(kind, value, (True, False))  # type: ignore[no-untyped-call]
+                self._plain_tags[value] = tag
+            return tag
+        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+        return resolved
 
 
 _Loader.yaml_implicit_resolvers = {
