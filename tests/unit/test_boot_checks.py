@@ -9,6 +9,7 @@ import pytest
 
 from goldsmith.boot.checks import (
     AideBaselineCheck,
+    AppArmorProfilesCheck,
     AuditImmutableCheck,
     AuditRulesCheck,
     Context,
@@ -25,6 +26,7 @@ from goldsmith.boot.checks import (
     SysctlCheck,
     canonical_audit_rule,
     expectations_from_profile,
+    parse_apparmor_profiles,
     parse_auditctl_list,
     parse_auditctl_status,
     parse_findmnt,
@@ -428,3 +430,42 @@ def test_systemctl_is_asked_again_after_a_dbus_timeout(monkeypatch: pytest.Monke
     broken = FakeGuest({"systemctl --failed": (1, "")})
     assert run_one(NoFailedUnitsCheck(), broken).status is Status.ERROR
     assert len(broken.calls) == 1
+
+
+APPARMOR_LOADED = """docker-default (enforce)
+unix-chkpwd (complain)
+runc (unconfined)
+plasmashell//QtWebEngineProcess (complain)
+/usr/sbin/chronyd (enforce)
+"""
+
+
+def test_apparmor_profiles_check_fails_on_profiles_that_do_not_enforce() -> None:
+    guest = FakeGuest({"cat /sys/kernel/security/apparmor/profiles": APPARMOR_LOADED})
+    res = run_one(AppArmorProfilesCheck(), guest)
+    assert res.status is Status.FAIL
+    assert res.observed.startswith("3 of 5 not enforcing")
+    assert "unix-chkpwd (complain)" in res.observed and "runc (unconfined)" in res.observed
+    assert "docker-default" not in res.observed
+    assert parse_apparmor_profiles(APPARMOR_LOADED)["/usr/sbin/chronyd"] == "enforce"
+
+
+def test_apparmor_profiles_check_passes_when_all_enforce() -> None:
+    enforcing = "docker-default (enforce)\n/usr/sbin/chronyd (enforce)\nunix-chkpwd (enforce)\n"
+    guest = FakeGuest({"cat /sys/kernel/security/apparmor/profiles": enforcing})
+    res = run_one(AppArmorProfilesCheck(), guest)
+    assert res.status is Status.PASS, res.observed
+    assert res.observed == "3 profiles loaded, all enforcing"
+    # nothing loaded at all is not "all enforcing": AppArmor confines nothing then
+    guest = FakeGuest({"cat /sys/kernel/security/apparmor/profiles": ""})
+    assert run_one(AppArmorProfilesCheck(), guest).status is Status.FAIL
+
+
+def test_apparmor_profiles_check_without_apparmor() -> None:
+    # installed but the kernel runs without it: a failure
+    guest = FakeGuest({"cat": (1, ""), "test -d /etc/apparmor.d": ""})
+    res = run_one(AppArmorProfilesCheck(), guest)
+    assert res.status is Status.FAIL and "not the kernel's active LSM" in res.observed
+    # not installed at all: not applicable
+    guest = FakeGuest({"cat": (1, ""), "test -d": (1, "")})
+    assert run_one(AppArmorProfilesCheck(), guest).status is Status.NOT_APPLICABLE

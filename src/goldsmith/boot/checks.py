@@ -799,6 +799,64 @@ class AideBaselineCheck(LiveCheck):
         )
 
 
+APPARMOR_PROFILES = "/sys/kernel/security/apparmor/profiles"
+#: profile modes that do not enforce (SSG all_apparmor_profiles_enforced, CIS 1.3.1.3)
+NOT_ENFORCING = frozenset({"complain", "kill", "unconfined", "prompt"})
+
+
+def parse_apparmor_profiles(text: str) -> dict[str, str]:
+    """``name (mode)`` lines of the kernel's loaded-profile list -> {name: mode}."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.strip().rpartition(" (")
+        if sep and rest.endswith(")"):
+            out[name] = rest[:-1]
+    return out
+
+
+class AppArmorProfilesCheck(LiveCheck):
+    """Every AppArmor profile the kernel has loaded enforces (none in complain, kill,
+    unconfined or prompt mode): what the offline ``apparmor-profiles`` rule prepares, as the
+    running kernel sees it after apparmor.service and Docker loaded theirs."""
+
+    id: str = "live.apparmor-profiles"
+    title: str = "every loaded AppArmor profile is in enforce mode"
+
+    def run(self, guest: Guest, ctx: Context) -> CheckResult:
+        res = guest.run(["cat", APPARMOR_PROFILES], sudo=True, timeout=60)
+        if not res.ok:
+            if res.returncode in (-1, 255):
+                return _cmd_error(self, res, f"{APPARMOR_PROFILES} is read")
+            pkg = guest.run(["test", "-d", "/etc/apparmor.d"], timeout=60)
+            if not pkg.ok:
+                return self.result(
+                    Status.NOT_APPLICABLE,
+                    "AppArmor profiles in enforce mode",
+                    "AppArmor is not installed in the image (no /etc/apparmor.d)",
+                    f"{res.argv[0]}; {pkg.argv[0]}",
+                )
+            return self.result(
+                Status.FAIL,
+                "AppArmor active, every profile in enforce mode",
+                f"{APPARMOR_PROFILES}: {res.stderr.strip() or 'unreadable'} (AppArmor is "
+                "installed but not the kernel's active LSM)",
+                res.argv[0],
+            )
+        loaded = parse_apparmor_profiles(res.stdout)
+        bad = {n: m for n, m in sorted(loaded.items()) if m in NOT_ENFORCING}
+        listed = ", ".join(f"{n} ({m})" for n, m in list(bad.items())[:20])
+        more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
+        return self.result(
+            _fail_or_pass(not bad and bool(loaded)),
+            "at least one profile loaded; every loaded profile in enforce mode",
+            f"{len(bad)} of {len(loaded)} not enforcing: {listed}{more}"
+            if bad
+            else f"{len(loaded)} profiles loaded, all enforcing",
+            res.argv[0],
+            {"profiles": loaded, "not_enforcing": bad},
+        )
+
+
 def default_checks() -> list[LiveCheck]:
     """The image's own live checks, in the order they run."""
     return [
@@ -811,6 +869,7 @@ def default_checks() -> list[LiveCheck]:
         SetidFilesCheck(),
         HostKeysCheck(),
         AideBaselineCheck(),
+        AppArmorProfilesCheck(),
         EnabledUnitsActiveCheck(),
         NoFailedUnitsCheck(),
     ]
