@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apparmor_fixtures import apparmor_dir
 from controls_fixtures import make_target, tree_hash, write
 
 from goldsmith.controls import RULE_TYPES, build_rule
@@ -264,6 +265,11 @@ CASES = [
     ),
     Case("cron-at-permissions", {"type": "cron-at-permissions"}, _cron),
     Case("banner", {"type": "banner"}, _banner),
+    Case(
+        "apparmor-profiles",
+        {"type": "apparmor-profiles", "enforce": ["unix-chkpwd"]},
+        apparmor_dir,
+    ),
 ]
 
 #: primitives whose apply runs a command in the image (apt-get, useradd, pam-auth-update):

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from apparmor_fixtures import apparmor_dir
 from controls_fixtures import tree_hash, write
 from fake_image import FakeImageTarget, pam_auth_update
 
@@ -317,6 +318,11 @@ def _tree_scan(root: Path, r: Rule) -> None:
     write(root, "/usr/bin/passwd", "ELF", 0o4755)
 
 
+def _apparmor(root: Path, r: Rule) -> None:
+    """As the apparmor package leaves it: unix-chkpwd in complain mode, runc unconfined."""
+    apparmor_dir(root)
+
+
 def _nothing(root: Path, r: Rule) -> None:
     return None
 
@@ -335,6 +341,7 @@ SETUP: dict[str, Setup] = {
     "file-content": _file_content,
     "account-db": _account_db,
     "tree-scan": _tree_scan,
+    "apparmor-profiles": _apparmor,
     "audit-rules": _nothing,  # stock: no rules.d file of ours
     "kernel-module": _nothing,  # stock: no modprobe.d entry for the module
     "group": _nothing,  # stock /etc/group lacks the group

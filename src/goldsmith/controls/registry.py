@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from goldsmith.controls.base import Rule
 from goldsmith.controls.rules.account_db import AccountDbRule
 from goldsmith.controls.rules.accounts import GroupRule, UserRule
+from goldsmith.controls.rules.apparmor_profiles import AppArmorProfilesRule
 from goldsmith.controls.rules.audit_rules import AuditRulesRule
 from goldsmith.controls.rules.banner import BannerRule
 from goldsmith.controls.rules.config_option import ConfigOptionRule
@@ -55,6 +56,7 @@ _CLASSES: tuple[type[Rule], ...] = (
     AccountDbRule,
     FileContentRule,
     TreeScanRule,
+    AppArmorProfilesRule,
 )
 
 RULE_TYPES: Mapping[str, type[Rule]] = {c.type_name: c for c in _CLASSES}
