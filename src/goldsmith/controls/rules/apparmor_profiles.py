@@ -137,6 +137,14 @@ class ProfileState:
         return ", ".join(words) or "enforce"
 
 
+def _names_in(t: Target, directory: str) -> frozenset[str]:
+    """The entries of ``directory`` (links included, dangling or not); none if it is absent."""
+    st = t.stat(directory)
+    if st is None or st.type is not FileType.DIR:
+        return frozenset()
+    return frozenset(t.listdir(directory))
+
+
 def _is_profile_name(name: str) -> bool:
     return name not in SPECIAL_DIRS and not _SKIPPED_RE.search(name)
 
@@ -168,20 +176,22 @@ class AppArmorProfilesRule(Rule):
         st = t.stat(PROFILE_DIR)
         if st is None or st.type is not FileType.DIR:
             return None
+        disabled, forced = _names_in(t, DISABLE_DIR), _names_in(t, FORCE_COMPLAIN_DIR)
         out: dict[str, ProfileState] = {}
         for name in t.listdir(PROFILE_DIR):
             if not _is_profile_name(name):
                 continue
             path = f"{PROFILE_DIR}/{name}"
+            if name in disabled and name not in self.enforce:
+                # never loaded, whatever its flags say: only whether it is a profile matters
+                st = t.stat(path)
+                if st is not None and st.type is FileType.FILE:
+                    out[name] = ProfileState(name, (), True, name in forced)
+                continue
             text = read_optional(t, path)
             if text is None:  # a directory, a dangling link, a device
                 continue
-            out[name] = ProfileState(
-                name,
-                modes_of(text),
-                t.lstat(f"{DISABLE_DIR}/{name}") is not None,
-                t.lstat(f"{FORCE_COMPLAIN_DIR}/{name}") is not None,
-            )
+            out[name] = ProfileState(name, modes_of(text), name in disabled, name in forced)
         return out
 
     def _offenders(self, profiles: dict[str, ProfileState]) -> list[str]:
