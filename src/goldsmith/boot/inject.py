@@ -511,9 +511,10 @@ def inject(
     files.append(SUDOERS_FILE)
     visudo = root / "usr/sbin/visudo"
     if visudo.is_file():
-        # the image's own visudo judges the file (the host may have no sudo at all)
+        # the image's own visudo judges the file (the host may have no sudo at all); not -q,
+        # which would keep the syntax error out of the error message
         _run(
-            ["chroot", str(root), "/usr/sbin/visudo", "-c", "-q", "-f", SUDOERS_FILE],
+            ["chroot", str(root), "/usr/sbin/visudo", "-c", "-f", SUDOERS_FILE],
             "checking the test sudoers file",
         )
     return Injection(
