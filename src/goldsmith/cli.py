@@ -633,12 +633,19 @@ def _print_scan(report: Any, written: list[Path]) -> None:
             f"[yellow]disagreement[/yellow] CIS {d.cis}: "
             f"goldsmith {d.goldsmith}, OpenSCAP {d.openscap}"
         )
+    unchecked = 0
     for r in report.exceptions:
-        if r.state != "active":
+        if r.state == "unchecked":
+            unchecked += 1
+        elif r.state != "active":
             out.print(
                 f"[yellow]{r.state} exception[/yellow]: {escape(r.exception.control)} "
                 f"(expires {r.exception.expires})"
             )
+    if unchecked:
+        out.print(
+            f"{unchecked} exceptions name a scanner that did not run in this scan (unchecked)"
+        )
     for item in report.items:
         if item.finding.status in (Status.FAIL, Status.ERROR):
             f = item.finding

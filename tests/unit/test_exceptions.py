@@ -68,6 +68,29 @@ def test_an_exception_matching_nothing_failing_is_stale() -> None:
     assert out.applied == {}
 
 
+def test_an_exception_for_a_scanner_that_did_not_run_is_unchecked_not_stale() -> None:
+    # a goldsmith-only scan (scan --host, the guest's own scan): Lynis and OpenSCAP absent
+    only_goldsmith = [finding("sysctl.ip-forward", Status.FAIL)]
+    excs = [exc("sysctl.ip-forward"), exc("openscap:sysctl_net_ipv4_ip_forward"), exc("lynis:X")]
+    out = apply_exceptions(only_goldsmith, excs, today=TODAY)
+    assert [r.state for r in out.reports] == [
+        ExceptionState.ACTIVE,
+        ExceptionState.UNCHECKED,
+        ExceptionState.UNCHECKED,
+    ]
+    assert out.unchecked == out.reports[1:] and out.stale == ()
+    # OpenSCAP ran (any of its findings): its rule passing, or absent, makes the entry stale;
+    # Lynis still did not run
+    with_oscap = [*only_goldsmith, finding("openscap:other_rule", Status.PASS, Source.OPENSCAP)]
+    out = apply_exceptions(with_oscap, excs, today=TODAY)
+    assert [r.state for r in out.reports][1:] == [ExceptionState.STALE, ExceptionState.UNCHECKED]
+    # an expired exception is expired whether or not its scanner ran
+    old = exc("lynis:X", expires=dt.date(2020, 1, 1))
+    assert apply_exceptions(only_goldsmith, [old], today=TODAY).reports[0].state is (
+        ExceptionState.EXPIRED
+    )
+
+
 def test_an_expired_exception_excepts_nothing_and_is_reported() -> None:
     found = [finding("sysctl.ip-forward", Status.FAIL)]
     e = exc("sysctl.ip-forward", expires=dt.date(2026, 5, 31))

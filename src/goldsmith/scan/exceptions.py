@@ -7,6 +7,9 @@ An exception names a goldsmith control id or a scanner rule id (``lynis:SSH-7408
   ``excepted`` (their evidence kept as it was, the exception attached);
 * ``stale``: unexpired but nothing failing matched it (the control passes now, or the id is
   wrong): reported so it can be removed, it does not fail anything;
+* ``unchecked``: unexpired, and it names a scanner that has no finding in this scan (Lynis
+  or OpenSCAP did not run: ``scan --host``, ``--no-openscap``, the guest's own scan in the
+  boot test), so this scan cannot tell whether it is still needed;
 * ``expired``: ``expires`` is before today. It excepts nothing, and the expired exception
   itself counts as a failure (a waiver nobody renewed must be looked at).
 
@@ -52,6 +55,7 @@ _SHIPPED_PREFIX = "goldsmith:"
 class ExceptionState(StrEnum):
     ACTIVE = "active"
     STALE = "stale"
+    UNCHECKED = "unchecked"
     EXPIRED = "expired"
 
 
@@ -80,12 +84,23 @@ class Excepted:
     def stale(self) -> tuple[ExceptionReport, ...]:
         return tuple(r for r in self.reports if r.state is ExceptionState.STALE)
 
+    @property
+    def unchecked(self) -> tuple[ExceptionReport, ...]:
+        return tuple(r for r in self.reports if r.state is ExceptionState.UNCHECKED)
+
 
 def exception_key(control: str) -> str:
     """The form findings use: ``openscap:xccdf_org.ssgproject.content_rule_x`` -> ``openscap:x``."""
     if control.startswith("openscap:"):
         return "openscap:" + control.removeprefix("openscap:").removeprefix(_OSCAP_RULE_PREFIX)
     return control
+
+
+def scanner_of(key: str) -> str | None:
+    """The third-party scanner an exception key names (``openscap``, ``lynis``), or None for a
+    goldsmith control id."""
+    prefix, sep, _ = key.partition(":")
+    return prefix if sep and prefix in ("openscap", "lynis") else None
 
 
 def apply_exceptions(
@@ -113,6 +128,7 @@ def apply_exceptions(
         else:
             out.append(f)
     failing = {f.control for f in findings if f.status in (Status.FAIL, Status.ERROR)}
+    ran = {scanner_of(f.control) for f in findings}  # None: goldsmith's own checks
     reports: list[ExceptionReport] = []
     for e in exceptions:
         key = exception_key(e.control)
@@ -121,6 +137,8 @@ def apply_exceptions(
             reports.append(ExceptionReport(e, ExceptionState.EXPIRED, still))
         elif by_key.get(key) is e and key in matched:
             reports.append(ExceptionReport(e, ExceptionState.ACTIVE, tuple(matched[key])))
+        elif scanner_of(key) not in ran:
+            reports.append(ExceptionReport(e, ExceptionState.UNCHECKED))
         else:
             reports.append(ExceptionReport(e, ExceptionState.STALE))
     return Excepted(tuple(out), applied, tuple(reports))

@@ -82,6 +82,8 @@ class Summary(_Doc):
     #: failed + errors + expired exceptions: what the ``max_failures_not_excepted`` gate counts
     failures_not_excepted: int
     stale_exceptions: int
+    #: exceptions for a scanner that did not run in this scan (see scan.exceptions)
+    unchecked_exceptions: int
     expired_exceptions: int
     disagreements: int
 
@@ -178,6 +180,7 @@ def document(report: ScanReport, *, version: str = __version__) -> ScanDocument:
             errors=c[Status.ERROR],
             failures_not_excepted=report.failures_not_excepted,
             stale_exceptions=states.count(ExceptionState.STALE),
+            unchecked_exceptions=states.count(ExceptionState.UNCHECKED),
             expired_exceptions=states.count(ExceptionState.EXPIRED),
             disagreements=len(report.disagreements),
         ),
