@@ -43,6 +43,17 @@ def test_every_gate_passes_within_its_threshold(tmp_path: Path) -> None:
     assert got["openscap-cis-l2-pass-rate"].observed.startswith("33.33 % (1 of 3")
 
 
+def test_a_scan_json_written_before_unchecked_exceptions_still_reads(tmp_path: Path) -> None:
+    # schema version 1 gained summary.unchecked_exceptions; results of older builds (without
+    # it) are still evaluated, as the gate of a build made last week must be
+    d = results(tmp_path, boot={"passed": True})
+    doc = json.loads((d / "scan.json").read_text())
+    del doc["summary"]["unchecked_exceptions"]
+    (d / "scan.json").write_text(json.dumps(doc))
+    got = by_name(LENIENT, d)
+    assert all(g.passed for g in got.values()), got
+
+
 def test_the_default_gates_miss_and_say_why(tmp_path: Path) -> None:
     boot = {"passed": False, "error": None, "summary": {"failed": ["sysctl", "sockets"]}}
     got = by_name(Gates(), results(tmp_path, boot=boot))

@@ -82,8 +82,9 @@ class Summary(_Doc):
     #: failed + errors + expired exceptions: what the ``max_failures_not_excepted`` gate counts
     failures_not_excepted: int
     stale_exceptions: int
-    #: exceptions for a scanner that did not run in this scan (see scan.exceptions)
-    unchecked_exceptions: int
+    #: exceptions for a scanner that did not run in this scan (see scan.exceptions); added
+    #: within schema version 1, so documents written before it read as 0
+    unchecked_exceptions: int = 0
     expired_exceptions: int
     disagreements: int
 
