@@ -669,3 +669,42 @@ def test_duplicate_key_inside_a_list_item(tmp_path: Path) -> None:
         """,
     )
     assert where(error_of(f)) == (f, 6, 7, "image.partitions[0].fs")
+
+
+def _node_marks(node: yaml.Node, out: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    m, e = node.start_mark, node.end_mark
+    out.append((type(node).__name__, node.tag, m.line, m.column, e.line, e.column))
+    if isinstance(node.value, list):
+        for item in node.value:
+            for sub in item if isinstance(item, tuple) else (item,):
+                _node_marks(sub, out)
+    else:
+        out.append((node.value,))
+    return out
+
+
+SHIPPED_FILES = sorted((Path(__file__).parents[2] / "src/goldsmith/profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(p.read_text() for p in SHIPPED_FILES),
+        'name: x\ndescription: "ünïcödé ✓"\ncontrols:\n  a: {params: {v: "éé"}, k: [1, 2.5, no]}\n',
+        "name: y\nlist:\n- |\n  block\n  text\n- 'single'\n- 2026-02-30\n",
+    ],
+)
+def test_the_libyaml_fast_path_composes_exactly_what_the_reference_loader_does(
+    text: str,
+) -> None:
+    from goldsmith.model import profile_loader as pl
+
+    assert pl._FAST  # PyYAML's wheels carry libyaml; without it only the reference runs
+    fast, slow = pl._FastLoader(text), pl._SafeLoader(text)
+    try:
+        a, b = fast.get_single_node(), slow.get_single_node()
+        assert a is not None and b is not None
+        assert _node_marks(a, []) == _node_marks(b, [])
+    finally:
+        fast.dispose()
+        slow.dispose()
