@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from goldsmith.boot.ssh import CommandResult
 from goldsmith.controls.catalogue import Catalogue
+from goldsmith.controls.rules.apparmor_profiles import MODE_FLAGS
 from goldsmith.controls.rules.audit_rules import canonical_audit_rule, canonical_audit_rules
 from goldsmith.controls.rules.config_option import ConfigOptionRule
 from goldsmith.controls.rules.sysctl import SysctlRule, normalise_key, normalise_value
@@ -800,8 +801,6 @@ class AideBaselineCheck(LiveCheck):
 
 
 APPARMOR_PROFILES = "/sys/kernel/security/apparmor/profiles"
-#: profile modes that do not enforce (SSG all_apparmor_profiles_enforced, CIS 1.3.1.3)
-NOT_ENFORCING = frozenset({"complain", "kill", "unconfined", "prompt"})
 
 
 def parse_apparmor_profiles(text: str) -> dict[str, str]:
@@ -843,7 +842,7 @@ class AppArmorProfilesCheck(LiveCheck):
                 res.argv[0],
             )
         loaded = parse_apparmor_profiles(res.stdout)
-        bad = {n: m for n, m in sorted(loaded.items()) if m in NOT_ENFORCING}
+        bad = {n: m for n, m in sorted(loaded.items()) if m in MODE_FLAGS}
         listed = ", ".join(f"{n} ({m})" for n, m in list(bad.items())[:20])
         more = f" and {len(bad) - 20} more" if len(bad) > 20 else ""
         return self.result(

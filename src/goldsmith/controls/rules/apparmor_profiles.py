@@ -220,8 +220,9 @@ class AppArmorProfilesRule(Rule):
         profiles = self._profiles(t)
         how = (
             f"listed {PROFILE_DIR} (regular files; its directories and the names "
-            "apparmor_parser skips left out), read each for flags=(...) lists outside "
-            "comments, lstat of disable/<name> and force-complain/<name>"
+            "apparmor_parser skips left out) and looked each name up as disable/<name> and "
+            "force-complain/<name> in those directories' listings; read each profile not "
+            "disabled (and each named in enforce) for flags=(...) lists outside comments"
         )
         if profiles is None:
             if not self.enforce:

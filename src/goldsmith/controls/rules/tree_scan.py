@@ -33,6 +33,7 @@ from goldsmith.targets.treewalk import (
     DEFAULT_SKIP,
     Entry,
     live_devices,
+    notable,
     take_prefetch,
     tree,
 )
@@ -78,16 +79,9 @@ def _notable(t: Target, skip: tuple[str, ...]) -> tuple[tuple[Entry, ...], int]:
         # the child kept every entry not owned by root:root or with o+w/setuid/setgid bits;
         # with uid and gid 0 known, the rest could not be reported
         entries, n = got
-        notable = (e for e in entries if e.mode & 0o6002 or e.uid not in uids or e.gid not in gids)
-        return tuple(notable), n
-    kept: list[Entry] = []
-    n = 0
-    for prefix, items in _tree(t, skip):
-        n += len(items)
-        for name, st in items:
-            mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
-            if mode & 0o6002 or uid not in uids or gid not in gids:
-                kept.append(Entry(prefix + "/" + name, mode, uid, gid))
+        kept = [e for e in entries if e.mode & 0o6002 or e.uid not in uids or e.gid not in gids]
+        return tuple(kept), n
+    kept, n = notable(_tree(t, skip), uids, gids)
     return tuple(kept), n
 
 
