@@ -285,3 +285,67 @@ def test_hardened_default_image_results(real: OscapResult) -> None:
     }
     assert hardened.pass_rate is not None and round(hardened.pass_rate * 100, 2) == 93.05
     assert real.pass_rate is not None and hardened.pass_rate > real.pass_rate
+
+
+def _fake_oscap(tmp_path: Path, crashes: int) -> Path:
+    """An ``oscap`` that kills itself with SIGSEGV ``crashes`` times, then writes real results."""
+    script = tmp_path / "bin" / "oscap"
+    script.parent.mkdir()
+    count = tmp_path / "calls"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}\n"
+        'echo "attempt $n on $OSCAP_PROBE_ROOT"; echo "probe noise $n" >&2\n'
+        f'if [ "$n" -le {crashes} ]; then kill -SEGV $$; fi\n'
+        "while [ $# -gt 0 ]; do\n"
+        f'  if [ "$1" = --results ]; then gzip -dc {ASSET} > "$2"; fi; shift\n'
+        "done\n"
+        "exit 2\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def _rootfs(tmp_path: Path) -> Path:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "hostname").write_text("x\n")
+    (tmp_path / "ds.xml").write_text("<ds/>\n")
+    return rootfs
+
+
+def test_an_oscap_crash_is_run_again_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_oscap(tmp_path, crashes=1)
+    monkeypatch.setattr("goldsmith.scan.openscap.shutil.which", lambda _name: str(fake))
+    work = tmp_path / "w"
+    work.mkdir()
+    (work / "oscap-crash-2.log").write_text("from an earlier scan\n")
+    result = run_oscap_chroot(_rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work)
+    assert (tmp_path / "calls").read_text().strip() == "2"
+    assert result.crashes == ("killed by SIGSEGV, output in oscap-crash-1.log",)
+    crash = (work / "oscap-crash-1.log").read_text()
+    assert "attempt 1 on" in crash and "probe noise 1" in crash
+    assert not (work / "oscap-crash-2.log").exists()  # a stale one from before is gone
+    assert "attempt 2 on" in (work / "oscap.log").read_text()
+    assert result.counts[RuleStatus.PASS] == 232  # the second attempt's results, parsed
+    assert not (work / "oscap-rootfs").exists()  # the scan copy is removed
+
+
+def test_an_oscap_that_keeps_crashing_is_an_error_with_its_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = _fake_oscap(tmp_path, crashes=5)
+    monkeypatch.setattr("goldsmith.scan.openscap.shutil.which", lambda _name: str(fake))
+    work = tmp_path / "w"
+    with pytest.raises(ScanError, match="killed by SIGSEGV on all 2 attempts") as info:
+        run_oscap_chroot(_rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work)
+    assert "probe noise 2" in (info.value.stderr_tail or "")
+    assert (tmp_path / "calls").read_text().strip() == "2"
+    assert sorted(p.name for p in work.glob("oscap-crash-*.log")) == [
+        "oscap-crash-1.log",
+        "oscap-crash-2.log",
+    ]
+    assert not (work / "oscap-results.xml").exists()
+    assert not (work / "oscap-rootfs").exists()

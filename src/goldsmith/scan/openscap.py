@@ -30,6 +30,7 @@ import gzip
 import logging
 import os
 import shutil
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -111,6 +112,8 @@ class OscapResult:
     arf_path: Path | None = None
     report_path: Path | None = None
     duration_s: float | None = None
+    #: earlier attempts that oscap did not survive (signal and log), in order
+    crashes: tuple[str, ...] = ()
 
     @property
     def selected(self) -> tuple[RuleResult, ...]:
@@ -286,6 +289,12 @@ def to_findings(result: OscapResult) -> list[Finding]:
 
 
 # running -------------------------------------------------------------------------------------
+#: signals that mean oscap itself crashed (not a timeout: run_host kills with SIGKILL and says so)
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT)
+#: attempts before a crashing oscap is reported as not run
+CRASH_ATTEMPTS = 2
+
+
 def run_oscap_chroot(
     rootfs: Path,
     datastream: Path,
@@ -298,7 +307,9 @@ def run_oscap_chroot(
     """Evaluate ``profile_id`` of ``datastream`` against a copy of ``rootfs`` (never written).
 
     Artifacts in ``work_dir``: ``oscap-arf.xml``, ``oscap-results.xml``, ``oscap-report.html``,
-    ``oscap.log`` (oscap's stdout and stderr).
+    ``oscap.log`` (oscap's stdout and stderr), and ``oscap-crash-N.log`` for an attempt oscap
+    did not survive (a crash by signal is run again, up to :data:`CRASH_ATTEMPTS` in all; the
+    result's ``crashes`` says so, and the scan report's OpenSCAP entry with it).
     """
     oscap = shutil.which("oscap")
     if oscap is None:
@@ -312,7 +323,7 @@ def run_oscap_chroot(
         work_dir / "oscap-results.xml",
         work_dir / "oscap-report.html",
     )
-    for stale in (arf, results, report):
+    for stale in (arf, results, report, *work_dir.glob("oscap-crash-*.log")):
         stale.unlink(missing_ok=True)
     apt_conf = _write_apt_config(work_dir / "oscap-apt")
     linux_base = linux_base_installed(rootfs)
@@ -345,10 +356,33 @@ def run_oscap_chroot(
             "OSCAP_EVALUATION_TARGET": f"chroot://{rootfs.resolve()}",
         }
         start = time.monotonic()
-        # 0: every rule passed, 2: some failed; 1 is an error.
-        rc, out, err = run_host(
-            argv, what="running oscap", timeout=timeout, env=env, ok_codes=(0, 2)
-        )
+        crashes: list[str] = []
+        while True:
+            # 0: every rule passed, 2: some failed; 1 is an error; a crash is retried below
+            rc, out, err = run_host(
+                argv,
+                what="running oscap",
+                timeout=timeout,
+                env=env,
+                ok_codes=(0, 2, *(-s for s in CRASH_SIGNALS)),
+            )
+            if rc in (0, 2):
+                break
+            crash_log = work_dir / f"oscap-crash-{len(crashes) + 1}.log"
+            crash_log.write_text(out + ("\n--- stderr ---\n" + err if err else ""))
+            crashes.append(f"killed by {signal.Signals(-rc).name}, output in {crash_log.name}")
+            if len(crashes) >= CRASH_ATTEMPTS:
+                raise ScanError(
+                    f"running oscap: killed by {signal.Signals(-rc).name} on all "
+                    f"{CRASH_ATTEMPTS} attempts (outputs in {work_dir}/oscap-crash-*.log)",
+                    argv=argv,
+                    stderr=err or out,
+                )
+            # oscap 1.3.7 crashed once (SIGSEGV) in CI on an image it scans cleanly every
+            # other time; it only reads the copy, so running it again is safe
+            log.warning("oscap %s: running it once more", crashes[-1])
+            for stale in (arf, results, report):
+                stale.unlink(missing_ok=True)
         duration = time.monotonic() - start
     (work_dir / "oscap.log").write_text(out + ("\n--- stderr ---\n" + err if err else ""))
     if not results.is_file():
@@ -369,6 +403,7 @@ def run_oscap_chroot(
         arf_path=arf if arf.is_file() else None,
         report_path=report if report.is_file() else None,
         duration_s=duration,
+        crashes=tuple(crashes),
     )
 
 

@@ -222,6 +222,9 @@ def _openscap(rootfs: Path, options: ScanOptions) -> tuple[openscap.OscapResult 
     except ScanError as exc:
         log.warning("OpenSCAP did not run: %s", exc.message.splitlines()[0])
         return None, ScannerRun(Source.OPENSCAP, False, reason=exc.message.splitlines()[0])
+    reason = "oscap-chroot"
+    if result.crashes:
+        reason += f" (attempt {len(result.crashes) + 1}; before: {'; '.join(result.crashes)})"
     return result, ScannerRun(
-        Source.OPENSCAP, True, reason="oscap-chroot", seconds=round(time.monotonic() - t0, 3)
+        Source.OPENSCAP, True, reason=reason, seconds=round(time.monotonic() - t0, 3)
     )
