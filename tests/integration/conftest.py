@@ -15,16 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _background_boot import BackgroundBoot
 
-from goldsmith.boot.boottest import BoottestOptions, BoottestResult, run_boottest
+from goldsmith.boot.boottest import BoottestResult
 from goldsmith.model.profile_loader import LoadedProfile, load_profile
 from goldsmith.pipeline.build import BuildOptions, BuildResult, build_image
-from goldsmith.scan.exceptions import load_exceptions
 from goldsmith.scan.formats import write_reports
 from goldsmith.scan.merge import ScanReport
 from goldsmith.scan.run import ScanOptions, scan_rootfs
 
 TEST_CACHE = Path(os.environ.get("GOLDSMITH_TEST_CACHE", "/var/cache/goldsmith-test"))
+BOOT_WANTED = pytest.StashKey[bool]()
+BOOT = pytest.StashKey[BackgroundBoot]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -34,6 +36,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     elif os.geteuid() != 0:
         reasons.append("integration tests need root (chroot, mounts, loop devices)")
     if not reasons:
+        # the tests that need the session's boot test go last, and the boot starts in the
+        # background as soon as the image is built (see _background_boot): so the tests of
+        # the built image go first, and everything else runs while the image boots
+        def uses(item: pytest.Item, name: str) -> bool:
+            return name in getattr(item, "fixturenames", ())
+
+        booting = [i for i in items if uses(i, "boot")]
+        if booting:
+            first = [i for i in items if uses(i, "built") and not uses(i, "boot")]
+            rest = [i for i in items if not uses(i, "built") and not uses(i, "boot")]
+            items[:] = first + rest + booting
+            config.stash[BOOT_WANTED] = True
         return
     skip = pytest.mark.skip(reason="; ".join(reasons))
     for item in items:
@@ -64,12 +78,27 @@ def out_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def built(default_profile: LoadedProfile, out_root: Path) -> BuildResult:
-    """The default gold image, built once for the whole run (disk images included)."""
-    return build_image(
+def built(
+    default_profile: LoadedProfile, out_root: Path, work_root: Path, request: pytest.FixtureRequest
+) -> BuildResult:
+    """The default gold image, built once for the whole run (disk images included); if the
+    run has tests that need the boot test, it starts now, in the background."""
+    result = build_image(
         default_profile,
         BuildOptions(out_root=out_root / "first", cache_dir=TEST_CACHE, disk_image=True),
     )
+    if request.config.stash.get(BOOT_WANTED, False):
+        _start_boot(request, result.out_dir, work_root, out_root)
+    return result
+
+
+def _start_boot(
+    request: pytest.FixtureRequest, out_dir: Path, work_root: Path, scratch: Path
+) -> BackgroundBoot:
+    bg = BackgroundBoot.start(out_dir, work_root, TEST_CACHE, scratch)
+    request.config.stash[BOOT] = bg
+    request.addfinalizer(bg.stop)  # the run ended (or was cut) before it did
+    return bg
 
 
 # the hardened rootfs, scanned once with all three scanners (test_scan_rootfs, test_gates)
@@ -117,19 +146,9 @@ def work_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def boot(
-    built: BuildResult, default_profile: LoadedProfile, test_cache: Path, work_root: Path
+    built: BuildResult, work_root: Path, out_root: Path, request: pytest.FixtureRequest
 ) -> BoottestResult:
-    return run_boottest(
-        built.out_dir,
-        default_profile.profile,
-        # Lynis and OpenSCAP inside a TCG guest take 15-30 minutes each here (a KVM guest:
-        # about a minute): the CI budget cannot carry them. `make image` runs them; here the
-        # chroot Lynis and oscap-chroot of the session's rootfs scan stand in.
-        BoottestOptions(
-            cache_dir=test_cache,
-            work_root=work_root,
-            guest_lynis=False,
-            guest_openscap=False,
-            exceptions=tuple(load_exceptions(default_profile)),
-        ),
-    )
+    bg = request.config.stash.get(BOOT, None)
+    if bg is None:  # not started with the build (BOOT_WANTED unset): start it now
+        bg = _start_boot(request, built.out_dir, work_root, out_root)
+    return bg.wait(timeout=2700)

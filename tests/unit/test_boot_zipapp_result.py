@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tarfile
 import zipapp
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -304,3 +304,40 @@ def test_guest_scanners_run_side_by_side_and_an_error_stays_one_scanners(
     assert out["goldsmith"] == {"status": "ran"}
     assert out["lynis"]["hardening_index"] == 80
     assert out["openscap"]["status"] == "error" and "exit 255" in out["openscap"]["reason"]
+
+
+def test_late_checks_run_between_the_guest_goldsmith_scan_and_lynis_openscap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from goldsmith.boot import boottest
+    from goldsmith.boot.checks import AideBaselineCheck, default_checks, split_late
+    from goldsmith.model.profile_loader import load_profile
+
+    order: list[str] = []
+
+    def step(name: str) -> Callable[..., dict[str, object]]:
+        def run(*a: object) -> dict[str, object]:
+            order.append(name)
+            return {"status": "ran"}
+
+        return run
+
+    monkeypatch.setattr(boottest, "_scan_goldsmith", step("goldsmith"))
+    monkeypatch.setattr(boottest, "_scan_lynis", step("lynis"))
+    monkeypatch.setattr(boottest, "_scan_openscap", step("openscap"))
+    profile = load_profile("nanoclaw-debian13").profile
+    boottest._scanners(
+        FakeClient({}),
+        profile,
+        boottest.BoottestOptions(cache_dir=tmp_path, guest_lynis=True),
+        tmp_path,
+        between=lambda: order.append("late checks"),
+    )
+    assert order[:2] == ["goldsmith", "late checks"]
+    assert sorted(order[2:]) == ["lynis", "openscap"]
+
+    # the AIDE baseline check is the late one; the rest keep their listed order
+    checks = default_checks()
+    now, late = split_late(checks)
+    assert [type(c) for c in late] == [AideBaselineCheck]
+    assert now == [c for c in checks if not isinstance(c, AideBaselineCheck)]
