@@ -341,3 +341,73 @@ def test_late_checks_run_between_the_guest_goldsmith_scan_and_lynis_openscap(
     now, late = split_late(checks)
     assert [type(c) for c in late] == [AideBaselineCheck]
     assert now == [c for c in checks if not isinstance(c, AideBaselineCheck)]
+
+
+class ScriptedOscapClient(FakeClient):
+    """A guest whose oscap run answers ``exits`` in turn; the rest succeed."""
+
+    def __init__(self, exits: list[int], results_xml: str) -> None:
+        super().__init__({})
+        self.exits = exits
+        self.results_xml = results_xml
+        self.oscap_runs = 0
+
+    def run(  # type: ignore[override]
+        self, command: Sequence[str] | str, **kw: object
+    ) -> CommandResult:
+        text = command if isinstance(command, str) else " ".join(command)
+        if "xccdf eval" in text:
+            rc = self.exits[self.oscap_runs]
+            self.oscap_runs += 1
+            err = "Segmentation fault" if rc > 128 else ""
+            return _res(rc, f"oscap run {self.oscap_runs}", err)
+        if "results.xml" in text:
+            return _res(0, self.results_xml)
+        if "report.html" in text:
+            return _res(0, "<html></html>")
+        return _res(0)  # mkdir and tar of the bundle
+
+
+@pytest.mark.parametrize(
+    ("exits", "status", "runs", "crashes"),
+    [
+        ([139, 2], "ran", 2, 1),  # one SIGSEGV: run again, and the second run counts
+        ([2], "ran", 1, 0),
+        ([139, 139], "error", 2, 1),  # crashed twice: an error, with the second one's output
+        ([1], "error", 1, 0),  # oscap's own error is not retried
+    ],
+)
+def test_guest_oscap_crash_is_run_once_more(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    exits: list[int],
+    status: str,
+    runs: int,
+    crashes: int,
+) -> None:
+    import gzip
+
+    from goldsmith.boot import boottest, oscap_bundle
+    from goldsmith.scan import content
+
+    asset = Path(__file__).parent.parent / "assets" / "openscap"
+    xml = gzip.decompress(
+        (asset / "nanoclaw-hardened-cis-l2-server.oscap-results.xml.gz").read_bytes()
+    ).decode()
+    monkeypatch.setattr(content, "ensure_ssg_content", lambda _cache: tmp_path / "ssg-ds.xml")
+    monkeypatch.setattr(
+        oscap_bundle, "bundle_oscap", lambda _ds: oscap_bundle.OscapBundle(b"", (), "1.3.7")
+    )
+    client = ScriptedOscapClient(exits, xml)
+    info = boottest._scan_openscap(client, boottest.BoottestOptions(cache_dir=tmp_path), tmp_path)
+    assert info["status"] == status and client.oscap_runs == runs
+    assert len(info.get("crashes", [])) == crashes
+    logs = sorted(p.name for p in tmp_path.glob("guest-oscap-crash-*.log"))
+    assert logs == [f"guest-oscap-crash-{i + 1}.log" for i in range(crashes)]
+    if crashes:
+        assert info["crashes"][0] == "killed by SIGSEGV, output in guest-oscap-crash-1.log"
+        assert "Segmentation fault" in (tmp_path / logs[0]).read_text()
+    if status == "ran":
+        assert info["pass_rate"] == 93.05
+    else:
+        assert info["exit"] == exits[-1]
