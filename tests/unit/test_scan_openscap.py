@@ -287,8 +287,9 @@ def test_hardened_default_image_results(real: OscapResult) -> None:
     assert real.pass_rate is not None and hardened.pass_rate > real.pass_rate
 
 
-def _fake_oscap(tmp_path: Path, crashes: int) -> Path:
-    """An ``oscap`` that kills itself with SIGSEGV ``crashes`` times, then writes real results."""
+def _fake_oscap(tmp_path: Path, crashes: int, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install an ``oscap`` that kills itself with SIGSEGV ``crashes`` times, then writes real
+    results; returns the work directory for the scan."""
     script = tmp_path / "bin" / "oscap"
     script.parent.mkdir()
     count = tmp_path / "calls"
@@ -303,7 +304,8 @@ def _fake_oscap(tmp_path: Path, crashes: int) -> Path:
         "exit 2\n"
     )
     script.chmod(0o755)
-    return script
+    monkeypatch.setattr("goldsmith.scan.openscap.shutil.which", lambda _name: str(script))
+    return tmp_path / "w"
 
 
 def _rootfs(tmp_path: Path) -> Path:
@@ -317,9 +319,7 @@ def _rootfs(tmp_path: Path) -> Path:
 def test_an_oscap_crash_is_run_again_and_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = _fake_oscap(tmp_path, crashes=1)
-    monkeypatch.setattr("goldsmith.scan.openscap.shutil.which", lambda _name: str(fake))
-    work = tmp_path / "w"
+    work = _fake_oscap(tmp_path, 1, monkeypatch)
     work.mkdir()
     (work / "oscap-crash-2.log").write_text("from an earlier scan\n")
     result = run_oscap_chroot(_rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work)
@@ -336,9 +336,7 @@ def test_an_oscap_crash_is_run_again_and_recorded(
 def test_an_oscap_that_keeps_crashing_is_an_error_with_its_logs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = _fake_oscap(tmp_path, crashes=5)
-    monkeypatch.setattr("goldsmith.scan.openscap.shutil.which", lambda _name: str(fake))
-    work = tmp_path / "w"
+    work = _fake_oscap(tmp_path, 5, monkeypatch)
     with pytest.raises(ScanError, match="killed by SIGSEGV on all 2 attempts") as info:
         run_oscap_chroot(_rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work)
     assert "probe noise 2" in (info.value.stderr_tail or "")
