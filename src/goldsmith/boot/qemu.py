@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 QEMU = "qemu-system-x86_64"
 QEMU_PACKAGE = "qemu-system-x86"
 LOGIN_RE = re.compile(rb"(?:^|\n)[A-Za-z0-9][A-Za-z0-9.-]* login: ?", re.MULTILINE)
+#: the guest kernel gave up: nothing a wait is waiting for will show after this line
+PANIC_RE = re.compile(rb"Kernel panic - not syncing[^\n]*")
 # CSI and OSC escape sequences, charset selections; the login prompt is matched without them
 _ANSI_RE = re.compile(
     rb"\x1b(?:\[[0-9;?!<=>]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z])"
@@ -351,7 +353,8 @@ class RunningVM:
     ) -> re.Match[bytes]:
         """Block until ``pattern`` shows on the console (searched from raw offset ``start``).
 
-        Raises BootTestError with the console's last lines on timeout or if QEMU exits.
+        Raises BootTestError with the console's last lines on timeout, if QEMU exits, or as
+        soon as the guest kernel panics (instead of waiting out the timeout).
         """
         deadline = time.monotonic() + timeout
         pos = start
@@ -360,6 +363,16 @@ class RunningVM:
                 m = self.console.search(pattern, pos)
                 if m is not None:
                     return m
+                panic = self.console.search(PANIC_RE, pos)
+                if panic is not None:
+                    tail = self.console.tail(60)
+                    raise BootTestError(
+                        f"the guest kernel panicked after "
+                        f"{time.monotonic() - self.started:.0f} s (accel {self.accel}): "
+                        f"{panic.group(0).decode('utf-8', 'replace').strip()}\n"
+                        f"console (last 60 lines):\n{tail}",
+                        hint=f"full console log: {self.console_log}",
+                    )
                 # the next search re-reads a window before the end: matches split across
                 # chunks are found, and a long console is not rescanned from the start
                 pos = max(start, self.console.size - _WINDOW)
