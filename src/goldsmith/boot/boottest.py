@@ -7,14 +7,16 @@ mounts of the injection are gone already, the per-run key is deleted and the cop
    (:mod:`goldsmith.boot.inject`: what is booted is the gold image plus that account);
 2. QEMU (KVM where usable, TCG otherwise), user-mode networking, one forward
    127.0.0.1:<free port> -> the guest's SSH port from the profile; wait for the console's
-   login prompt, then for an SSH login (bounded retries);
+   login prompt (a kernel panic on the console ends the wait at once), then for an SSH
+   login (bounded retries);
 3. SSH policy proven from outside: the key login works; a password-only attempt is refused
    and the server does not offer password methods; root is refused although the copy has the
    test key in root's authorized_keys;
-4. live checks (:mod:`goldsmith.boot.checks`);
-5. scanners in the guest: ``goldsmith scan --host --json`` from a zipapp, Lynis (pinned,
-   from Debian), OpenSCAP only if ``oscap`` is in the image (the image does not ship
-   openscap-scanner; nothing is installed into the copy);
+4. live checks (:mod:`goldsmith.boot.checks`), except the ``late`` ones;
+5. scanners in the guest: ``goldsmith scan --host --json`` from a zipapp; then the late
+   live checks (those waiting for a first-boot job, the AIDE baseline, which ran meanwhile);
+   then Lynis (pinned, from Debian) and OpenSCAP (the build host's oscap, carried in; a run
+   that crashes by signal is run once more and says so), side by side;
 6. ACPI power-off (then kill), gold sha256 again; ``boottest.json`` in the output directory.
 
 ``passed`` is true when the VM booted, SSH worked, every check passed (or is excepted / not
