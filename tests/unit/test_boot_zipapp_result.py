@@ -336,11 +336,17 @@ def test_late_checks_run_between_the_guest_goldsmith_scan_and_lynis_openscap(
     assert order[:2] == ["goldsmith", "late checks"]
     assert sorted(order[2:]) == ["lynis", "openscap"]
 
-    # the AIDE baseline check is the late one; the rest keep their listed order
+    # the AIDE baseline check waits for the first-boot job; the unit-state checks come after
+    # it (a unit still activating is not active); everything keeps its listed order
     checks = default_checks()
     now, late = split_late(checks)
-    assert [type(c) for c in late] == [AideBaselineCheck]
-    assert now == [c for c in checks if not isinstance(c, AideBaselineCheck)]
+    assert [c.id for c in late] == [
+        "live.aide-baseline",
+        "live.enabled-units-active",
+        "live.no-failed-units",
+    ]
+    assert now == [c for c in checks if c not in late]
+    assert isinstance(late[0], AideBaselineCheck)
 
 
 class ScriptedOscapClient(FakeClient):

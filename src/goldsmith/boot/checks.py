@@ -96,8 +96,9 @@ class Context:
 class LiveCheck(ABC):
     id: str
     title: str
-    #: waits for a first-boot job: the boot test runs it after the guest scanners, so the
-    #: job has finished by then instead of the check sitting in a poll loop
+    #: waits for a first-boot job, or needs the system settled after it: the boot test runs
+    #: the late checks (in their listed order) after the guest's own goldsmith scan, so the
+    #: job runs beside that scan instead of a check sitting in a poll loop
     late: ClassVar[bool] = False
 
     @abstractmethod
@@ -616,6 +617,7 @@ _SHOW_PROPS = "Id,ActiveState,SubState,Type,Result,ConditionResult"
 class EnabledUnitsActiveCheck(LiveCheck):
     id: str = "live.enabled-units-active"
     title: str = "every enabled service, socket and timer is active (or ran and exited cleanly)"
+    late: ClassVar[bool] = True  # after the AIDE check has waited out the first-boot job
 
     def run(self, guest: Guest, ctx: Context) -> CheckResult:
         lst = _systemctl(
@@ -650,6 +652,7 @@ class EnabledUnitsActiveCheck(LiveCheck):
 class NoFailedUnitsCheck(LiveCheck):
     id: str = "live.no-failed-units"
     title: str = "no systemd unit has failed (systemctl --failed is empty)"
+    late: ClassVar[bool] = True  # the first-boot job's own outcome counts too
 
     def run(self, guest: Guest, ctx: Context) -> CheckResult:
         res = _systemctl(guest, ["systemctl", "--failed", "--no-legend", "--no-pager", "--plain"])
