@@ -297,6 +297,9 @@ def _fake_oscap(tmp_path: Path, crashes: int, monkeypatch: pytest.MonkeyPatch) -
         "#!/bin/sh\n"
         f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}\n"
         'echo "attempt $n on $OSCAP_PROBE_ROOT"; echo "probe noise $n" >&2\n'
+        # what the probes leave in the copy: a later attempt must not see an earlier one's
+        'if [ -e "$OSCAP_PROBE_ROOT/probe-tmp" ]; then echo "copy reused"; fi\n'
+        'echo "$n" > "$OSCAP_PROBE_ROOT/probe-tmp"\n'
         f'if [ "$n" -le {crashes} ]; then kill -SEGV $$; fi\n'
         "while [ $# -gt 0 ]; do\n"
         f'  if [ "$1" = --results ]; then gzip -dc {ASSET} > "$2"; fi; shift\n'
@@ -316,13 +319,20 @@ def _rootfs(tmp_path: Path) -> Path:
     return rootfs
 
 
-def test_an_oscap_crash_is_run_again_and_recorded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("keep_copy", [False, True])
+def test_an_oscap_crash_is_run_again_on_a_fresh_copy_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep_copy: bool
 ) -> None:
     work = _fake_oscap(tmp_path, 1, monkeypatch)
     work.mkdir()
     (work / "oscap-crash-2.log").write_text("from an earlier scan\n")
-    result = run_oscap_chroot(_rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work)
+    result = run_oscap_chroot(
+        _rootfs(tmp_path), tmp_path / "ds.xml", CIS_L2_SERVER, work_dir=work, keep_copy=keep_copy
+    )
+    assert "copy reused" not in (work / "oscap.log").read_text()
+    if keep_copy:  # the second attempt's copy, kept
+        assert (work / "oscap-rootfs" / "probe-tmp").read_text() == "2\n"
+        assert (work / "oscap-rootfs" / "etc" / "hostname").is_file()
     assert (tmp_path / "calls").read_text().strip() == "2"
     assert result.crashes == ("killed by SIGSEGV, output in oscap-crash-1.log",)
     crash = (work / "oscap-crash-1.log").read_text()
@@ -330,7 +340,7 @@ def test_an_oscap_crash_is_run_again_and_recorded(
     assert not (work / "oscap-crash-2.log").exists()  # a stale one from before is gone
     assert "attempt 2 on" in (work / "oscap.log").read_text()
     assert result.counts[RuleStatus.PASS] == 232  # the second attempt's results, parsed
-    assert not (work / "oscap-rootfs").exists()  # the scan copy is removed
+    assert (work / "oscap-rootfs").exists() is keep_copy  # else the scan copy is removed
 
 
 def test_an_oscap_that_keeps_crashing_is_an_error_with_its_logs(

@@ -74,10 +74,10 @@ def scan_copy(rootfs: Path, dest: Path, *, keep: bool = False) -> Iterator[Path]
         yield dest
     finally:
         if not keep and (dest.exists() or dest.is_symlink()):
-            _remove_tree(dest)
+            remove_scan_copy(dest)
 
 
-def _remove_tree(path: Path) -> None:
+def remove_scan_copy(path: Path) -> None:
     """Remove a scan copy; refuses while anything is still mounted below it."""
     from goldsmith.targets.chroot import mounts_under
 

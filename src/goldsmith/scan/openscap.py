@@ -44,7 +44,7 @@ from defusedxml.ElementTree import iterparse
 
 from goldsmith.errors import ToolMissingError
 from goldsmith.model.records import Evidence, Finding, Source, Status
-from goldsmith.scan import ScanError, run_host, scan_copy
+from goldsmith.scan import ScanError, remove_scan_copy, run_host, scan_copy
 
 log = logging.getLogger(__name__)
 
@@ -333,31 +333,33 @@ def run_oscap_chroot(
             "many CIS rules notapplicable",
             rootfs,
         )
-    with scan_copy(rootfs, work_dir / "oscap-rootfs", keep=keep_copy) as copy:
-        rewritten = relativize_absolute_symlinks(copy)
-        log.debug("rewrote %d absolute symlinks in the scan copy", rewritten)
-        argv = [
-            oscap,
-            "xccdf",
-            "eval",
-            "--profile",
-            profile_id,
-            "--results",
-            str(results),
-            "--results-arf",
-            str(arf),
-            "--report",
-            str(report),
-            str(datastream.resolve()),
-        ]
-        env = {
-            "APT_CONFIG": str(apt_conf),
-            "OSCAP_PROBE_ROOT": str(copy.resolve()),
-            "OSCAP_EVALUATION_TARGET": f"chroot://{rootfs.resolve()}",
-        }
-        start = time.monotonic()
-        crashes: list[str] = []
-        while True:
+    argv = [
+        oscap,
+        "xccdf",
+        "eval",
+        "--profile",
+        profile_id,
+        "--results",
+        str(results),
+        "--results-arf",
+        str(arf),
+        "--report",
+        str(report),
+        str(datastream.resolve()),
+    ]
+    dest = work_dir / "oscap-rootfs"
+    crashes: list[str] = []
+    start = time.monotonic()
+    while True:
+        # a fresh copy for every attempt: a crashed run may have left probe files in its own
+        with scan_copy(rootfs, dest, keep=keep_copy) as copy:
+            rewritten = relativize_absolute_symlinks(copy)
+            log.debug("rewrote %d absolute symlinks in the scan copy", rewritten)
+            env = {
+                "APT_CONFIG": str(apt_conf),
+                "OSCAP_PROBE_ROOT": str(copy.resolve()),
+                "OSCAP_EVALUATION_TARGET": f"chroot://{rootfs.resolve()}",
+            }
             # 0: every rule passed, 2: some failed; 1 is an error; a crash is retried below
             rc, out, err = run_host(
                 argv,
@@ -366,24 +368,26 @@ def run_oscap_chroot(
                 env=env,
                 ok_codes=(0, 2, *(-s for s in CRASH_SIGNALS)),
             )
-            if rc in (0, 2):
-                break
-            crash_log = work_dir / f"oscap-crash-{len(crashes) + 1}.log"
-            crash_log.write_text(out + ("\n--- stderr ---\n" + err if err else ""))
-            crashes.append(f"killed by {signal.Signals(-rc).name}, output in {crash_log.name}")
-            if len(crashes) >= CRASH_ATTEMPTS:
-                raise ScanError(
-                    f"running oscap: killed by {signal.Signals(-rc).name} on all "
-                    f"{CRASH_ATTEMPTS} attempts (outputs in {work_dir}/oscap-crash-*.log)",
-                    argv=argv,
-                    stderr=err or out,
-                )
-            # oscap 1.3.7 crashed once (SIGSEGV) in CI on an image it scans cleanly every
-            # other time; it only reads the copy, so running it again is safe
-            log.warning("oscap %s: running it once more", crashes[-1])
-            for stale in (arf, results, report):
-                stale.unlink(missing_ok=True)
-        duration = time.monotonic() - start
+        if rc in (0, 2):
+            break
+        crash_log = work_dir / f"oscap-crash-{len(crashes) + 1}.log"
+        crash_log.write_text(out + ("\n--- stderr ---\n" + err if err else ""))
+        crashes.append(f"killed by {signal.Signals(-rc).name}, output in {crash_log.name}")
+        if len(crashes) >= CRASH_ATTEMPTS:
+            raise ScanError(
+                f"running oscap: killed by {signal.Signals(-rc).name} on all "
+                f"{CRASH_ATTEMPTS} attempts (outputs in {work_dir}/oscap-crash-*.log)",
+                argv=argv,
+                stderr=err or out,
+            )
+        # oscap 1.3.7 crashed once (SIGSEGV) in CI on an image it scans cleanly every other
+        # time, so it is run once more, on a fresh copy
+        log.warning("oscap %s: running it once more", crashes[-1])
+        for stale in (arf, results, report):
+            stale.unlink(missing_ok=True)
+        if keep_copy:  # only the last attempt's copy is kept
+            remove_scan_copy(dest)
+    duration = time.monotonic() - start
     (work_dir / "oscap.log").write_text(out + ("\n--- stderr ---\n" + err if err else ""))
     if not results.is_file():
         raise ScanError(f"oscap (exit status {rc}) wrote no results", argv=argv, stderr=err)
