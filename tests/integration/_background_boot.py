@@ -44,6 +44,9 @@ def options(cache: Path, work_root: Path) -> BoottestOptions:
         guest_openscap=False,
         exceptions=tuple(load_exceptions(load_profile(PROFILE))),
         cpus=1,
+        # beside a busy host a one-vCPU TCG boot took over 10 minutes once (another TCG guest
+        # was running too); alone it takes 2-3 minutes
+        timeout=1200,
     )
 
 
