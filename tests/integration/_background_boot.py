@@ -45,7 +45,7 @@ def options(cache: Path, work_root: Path) -> BoottestOptions:
         exceptions=tuple(load_exceptions(load_profile(PROFILE))),
         cpus=1,
         # beside a busy host a one-vCPU TCG boot took over 10 minutes once (another TCG guest
-        # was running too); alone it takes 2-3 minutes
+        # was running too); the two-vCPU boot of `make image` takes about 2 minutes alone
         timeout=1200,
     )
 
