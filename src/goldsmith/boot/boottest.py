@@ -31,7 +31,6 @@ import io
 import json
 import logging
 import shutil
-import signal
 import tarfile
 import tempfile
 import time
@@ -440,6 +439,7 @@ def _scan_openscap(client: SshClient, opts: BoottestOptions, art: Path) -> dict[
         CRASH_SIGNALS,
         RuleStatus,
         parse_xccdf_results,
+        record_crash,
     )
 
     if not opts.guest_openscap:
@@ -471,12 +471,8 @@ def _scan_openscap(client: SshClient, opts: BoottestOptions, art: Path) -> dict[
         sig = res.returncode - 128 if res.returncode > 128 else 0
         if sig not in CRASH_SIGNALS or len(crashes) + 1 >= CRASH_ATTEMPTS:
             break
-        # oscap 1.3.7 crashed once (SIGSEGV) in CI on an image it scans cleanly every other
-        # time; the run only reads the guest, so it is run once more (as for oscap-chroot)
-        crash_log = art / f"guest-oscap-crash-{len(crashes) + 1}.log"
-        crash_log.write_text(res.stdout + "\n--- stderr ---\n" + res.stderr)
-        crashes.append(f"killed by {signal.Signals(sig).name}, output in {crash_log.name}")
-        log.warning("oscap in the guest %s: running it once more", crashes[-1])
+        # the run only reads the guest: run it once more, as for oscap-chroot
+        record_crash(crashes, art / "guest-oscap", sig, res.stdout, res.stderr)
     info: dict[str, Any] = {
         "scanner": bundle.oscap_version,
         "carried_libraries": len(bundle.libraries),

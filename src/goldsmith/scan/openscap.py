@@ -370,9 +370,7 @@ def run_oscap_chroot(
             )
         if rc in (0, 2):
             break
-        crash_log = work_dir / f"oscap-crash-{len(crashes) + 1}.log"
-        crash_log.write_text(out + ("\n--- stderr ---\n" + err if err else ""))
-        crashes.append(f"killed by {signal.Signals(-rc).name}, output in {crash_log.name}")
+        record_crash(crashes, work_dir / "oscap", -rc, out, err)
         if len(crashes) >= CRASH_ATTEMPTS:
             raise ScanError(
                 f"running oscap: killed by {signal.Signals(-rc).name} on all "
@@ -380,15 +378,13 @@ def run_oscap_chroot(
                 argv=argv,
                 stderr=err or out,
             )
-        # oscap 1.3.7 crashed once (SIGSEGV) in CI on an image it scans cleanly every other
-        # time, so it is run once more, on a fresh copy
-        log.warning("oscap %s: running it once more", crashes[-1])
+        # run once more (see record_crash), on a fresh copy
         for stale in (arf, results, report):
             stale.unlink(missing_ok=True)
         if keep_copy:  # only the last attempt's copy is kept
             remove_scan_copy(dest)
     duration = time.monotonic() - start
-    (work_dir / "oscap.log").write_text(out + ("\n--- stderr ---\n" + err if err else ""))
+    (work_dir / "oscap.log").write_text(run_log(out, err))
     if not results.is_file():
         raise ScanError(f"oscap (exit status {rc}) wrote no results", argv=argv, stderr=err)
     parsed = parse_xccdf_results(results)
@@ -409,6 +405,21 @@ def run_oscap_chroot(
         duration_s=duration,
         crashes=tuple(crashes),
     )
+
+
+def run_log(out: str, err: str) -> str:
+    """An oscap run's stdout and stderr as one log text."""
+    return out + ("\n--- stderr ---\n" + err if err else "")
+
+
+def record_crash(crashes: list[str], prefix: Path, sig: int, out: str, err: str) -> None:
+    """Keep the output of an oscap run killed by ``sig`` as ``<prefix>-crash-N.log`` and add
+    the crash to ``crashes``; the caller runs oscap once more. oscap 1.3.7 crashed once
+    (SIGSEGV) in CI on an image it scans cleanly every other time."""
+    path = prefix.with_name(f"{prefix.name}-crash-{len(crashes) + 1}.log")
+    path.write_text(run_log(out, err))
+    crashes.append(f"killed by {signal.Signals(sig).name}, output in {path.name}")
+    log.warning("%s %s: running it once more", prefix.name, crashes[-1])
 
 
 def _write_apt_config(base: Path) -> Path:
