@@ -331,7 +331,7 @@ def _scan_goldsmith(
     info: dict[str, Any] = {
         "zipapp": {"sha256": app.sha256, "python": app.python, "vendored": list(app.pins)},
     }
-    helptext = client.run(["python3", pyz, "scan", "--help"], sudo=True, timeout=120)
+    helptext = client.run(["python3", pyz, "scan", "--help"], sudo=True, timeout=600)
     if helptext.returncode != 0:
         text = helptext.stderr or helptext.stdout
         said = [ln.strip(" │|") for ln in text.splitlines() if "No such command" in ln]
