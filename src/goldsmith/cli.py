@@ -581,6 +581,10 @@ def scan(
     from goldsmith.scan.formats import OutputFormat, write_reports
     from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
 
+    if host:  # a scan leaves the host as it found it: it reads goldsmith's cache, never writes
+        from goldsmith.cache import set_writable
+
+        set_writable(False)
     loaded = load_profile(profile)
     with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
         opts = ScanOptions(
@@ -756,6 +760,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         code = EXIT_INTERNAL
     if argv is None:
+        # The process ends here and everything it allocated dies with it: frozen objects are
+        # left out of the interpreter's final cyclic collection, which otherwise walks them all
+        # (~0.1 s of a one-second whole-catalogue scan, measured side by side in bench/).
+        gc.freeze()
         sys.exit(code)
     return code
 

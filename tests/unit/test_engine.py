@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from controls_fixtures import tree_hash, write
 
+from goldsmith.controls.base import Control
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
 from goldsmith.controls.engine import (
     ApplyError,
@@ -109,6 +110,25 @@ def test_resolve_runs_every_control_not_disabled_with_params_merged(
     assert got[0].position == (str(p), 3, 3)
     assert type(got[0].rule).__name__ == "ManagedFileRule"
     assert got[0].rule.context == {"value": "2"}  # type: ignore[attr-defined]
+
+
+def test_resolve_reuses_the_rule_the_loader_built_unless_the_profile_overrides_it(
+    tmp_path: Path, catalogue: Catalogue
+) -> None:
+    p = _profile(tmp_path, "  test.one: {params: {context: {value: '2'}}}\n")
+    loaded = load_profile(str(p))
+    got = {r.id: r.rule for r in resolve(loaded.profile, catalogue, loaded=loaded)}
+    built = {cid: c.default_rule for cid, c in catalogue.controls.items()}
+    assert all(r is not None for r in built.values())
+    # no override: the very object the loader validated; an override: a new rule with it
+    assert got["test.mode"] is built["test.mode"]
+    assert got["test.validated"] is built["test.validated"]
+    assert got["test.one"] is not built["test.one"]
+    assert got["test.one"].context == {"value": "2"}  # type: ignore[attr-defined]
+    assert built["test.one"].context == {"value": "1"}  # type: ignore[attr-defined]
+    # equal to a rule built afresh from the catalogue's params
+    fresh = Control(**{**vars(catalogue.controls["test.mode"]), "default_rule": None}).rule()
+    assert fresh == got["test.mode"] and fresh is not got["test.mode"]
 
 
 def test_unknown_control_id_names_file_line_and_suggests(

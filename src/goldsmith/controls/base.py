@@ -36,6 +36,10 @@ class Rule(ABC):
         extra="forbid", coerce_numbers_to_str=True
     )
 
+    #: a check that must run in the scanning process itself, never in the forked helper of
+    #: :func:`goldsmith.controls.engine.check_all` (tree scans take the walk prefetched for it)
+    check_in_main_process: ClassVar[bool] = False
+
     #: the control this rule runs for; stamped on every Change and Finding
     control: str = field(default="", kw_only=True)
 
@@ -82,6 +86,9 @@ class Control:
     rule_type: str
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     references: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    #: the rule built from ``params`` alone, if the catalogue loader already built it (rules
+    #: are frozen, so a profile that does not override the params gets this very object)
+    default_rule: Rule | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.references) - set(REFERENCE_KEYS))
@@ -98,6 +105,8 @@ class Control:
         """Build the rule from the default params, with profile overrides on top."""
         from goldsmith.controls.registry import build_rule  # registry imports the rules
 
+        if not overrides and self.default_rule is not None:
+            return self.default_rule
         spec: dict[str, Any] = {"type": self.rule_type, **self.params, **(overrides or {})}
         return build_rule(spec, control=self.id, key=f"controls.{self.id}.params")
 

@@ -22,12 +22,13 @@ from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeGuard, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from goldsmith.cache import ContentCache, default_dir, source_digest
 from goldsmith.controls.base import REFERENCE_KEYS, Control
 from goldsmith.controls.registry import build_rule
 from goldsmith.errors import ProfileError
@@ -405,6 +406,78 @@ def _key_text(data: Any, loc: Sequence[str | int]) -> str:
     return out
 
 
+# parsed files and their cache ---------------------------------------------------------------
+
+#: the sections whose entries' lines the loader reports (``origins``, ``NotAutomated.line``)
+_LINE_SECTIONS = ("controls", "not_automated")
+_cache: ContentCache | None = None
+
+
+def _parse_cache() -> ContentCache:
+    """Parsed catalogue files (see :mod:`goldsmith.cache`; off where this module's source
+    cannot be read, as in a zipapp)."""
+    global _cache
+    if _cache is None:
+        from goldsmith import __version__
+
+        code = source_digest(__file__)
+        where = default_dir("catalogue-parse") if code is not None else None
+        _cache = ContentCache(where, salt=(__version__, yaml.__version__, code or ""))
+    return _cache
+
+
+class _Source:
+    """One catalogue file: its plain data (from the parse cache when it holds this text) and,
+    only when an error needs a position, its YAML nodes, composed afresh."""
+
+    def __init__(self, file: str, text: str, cache: ContentCache) -> None:
+        self.file = file
+        self.text = text
+        self._root: Node | None = None
+        entry = cache.get(text)
+        lines = entry.get("lines") if entry is not None else None
+        if entry is not None and "data" in entry and _valid_lines(lines):
+            self.data: Any = entry["data"]
+            self._lines: dict[str, list[int]] = lines
+            return
+        root = self.root
+        self.data = None if root is None else _plain(root, file, "")
+        self._lines = _entry_lines(root)
+        cache.put(text, {"data": self.data, "lines": self._lines})
+
+    @property
+    def root(self) -> Node:
+        if self._root is None:
+            self._root = _compose(self.text, self.file)
+            if self._root is None:  # an empty file has no entries, so no error to place
+                self._root = ScalarNode(_TAG + "null", "")
+        return self._root
+
+    def line(self, section: str, index: int) -> int:
+        """The 1-based line of entry ``index`` of ``section``."""
+        known = self._lines.get(section, [])
+        if index < len(known):
+            return known[index]
+        return _find(self.root, [section, index]).start_mark.line + 1
+
+
+def _entry_lines(root: Node | None) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    if not isinstance(root, MappingNode):
+        return out
+    for k, v in root.value:
+        if isinstance(k, ScalarNode) and k.value in _LINE_SECTIONS and isinstance(v, SequenceNode):
+            out[k.value] = [n.start_mark.line + 1 for n in v.value]
+    return out
+
+
+def _valid_lines(lines: Any) -> TypeGuard[dict[str, list[int]]]:
+    return isinstance(lines, dict) and all(
+        isinstance(k, str) and isinstance(v, list) and all(type(n) is int for n in v)
+        for k, v in lines.items()
+    )
+
+
 # the loader proper --------------------------------------------------------------------------
 
 
@@ -415,25 +488,25 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
     listed: dict[tuple[Benchmark, str], str] = {}  # (benchmark, id) -> where it is listed
     known = {b: {r.id for r in benchmark_recommendations(b)} for b in get_args(Benchmark)}
 
+    cache = _parse_cache()
     for file, text in sources:
-        root = _compose(text, file)
-        if root is None:
+        src = _Source(file, text, cache)
+        data = src.data
+        if data is None:
             continue
-        data = _plain(root, file, "")
         try:
             parsed = _CatalogueFile.model_validate(data)
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = [p for p in err["loc"] if isinstance(p, str | int)]
-            node = _find(root, loc)
+            node = _find(src.root, loc)
             raise _at(node, file, err["msg"], _key_text(data, loc)) from None
 
         for i, entry in enumerate(parsed.controls):
-            entry_node = _find(root, ["controls", i])
-            where = f"{file}:{entry_node.start_mark.line + 1}"
+            where = f"{file}:{src.line('controls', i)}"
             if entry.id in controls:
                 raise _at(
-                    _find(root, ["controls", i, "id"]),
+                    _find(src.root, ["controls", i, "id"]),
                     file,
                     f"duplicate control id {entry.id!r}",
                     f"controls[{i}].id",
@@ -444,7 +517,7 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                 for j, cis_id in enumerate(refs.get(bench, ())):
                     if cis_id not in known[bench]:
                         raise _at(
-                            _find(root, ["controls", i, "references", bench, j]),
+                            _find(src.root, ["controls", i, "references", bench, j]),
                             file,
                             f"{cis_id} is not a Level 1/2 Server recommendation of {bench}",
                             f"controls[{i}]({entry.id}).references.{bench}",
@@ -452,7 +525,7 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                         )
             if not (refs.get("cis-debian13") or refs.get("cis-debian12")):
                 raise _at(
-                    entry_node,
+                    _find(src.root, ["controls", i]),
                     file,
                     "a control needs at least one CIS reference",
                     f"controls[{i}]({entry.id}).references",
@@ -460,12 +533,14 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
             rule_type = entry.rule.get("type")
             try:
                 # eagerly: a bad entry fails at load, not when a profile first uses it
-                build_rule(entry.rule, control=entry.id, key=f"controls.{entry.id}.rule")
+                default_rule = build_rule(
+                    entry.rule, control=entry.id, key=f"controls.{entry.id}.rule"
+                )
             except ProfileError as exc:
                 sub = (exc.key or "").removeprefix(f"controls.{entry.id}.rule").lstrip(".")
                 loc = ["controls", i, "rule", *([sub.split(".")[0]] if sub else [])]
                 message = exc.message.removeprefix(f"{exc.key}: ") if exc.key else exc.message
-                raise _at(_find(root, loc), file, message, exc.key, hint=exc.hint) from None
+                raise _at(_find(src.root, loc), file, message, exc.key, hint=exc.hint) from None
             assert isinstance(rule_type, str)
             controls[entry.id] = Control(
                 id=entry.id,
@@ -475,16 +550,17 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                 rule_type=rule_type,
                 params=MappingProxyType({k: v for k, v in entry.rule.items() if k != "type"}),
                 references=MappingProxyType(refs),
+                default_rule=default_rule,
             )
             origins[entry.id] = where
 
         for i, na in enumerate(parsed.not_automated):
-            node = _find(root, ["not_automated", i])
-            where = f"{file}:{node.start_mark.line + 1}"
+            line = src.line("not_automated", i)
+            where = f"{file}:{line}"
             for bench, cis_id in na.ids().items():
                 if cis_id not in known[bench]:
                     raise _at(
-                        _find(root, ["not_automated", i, bench]),
+                        _find(src.root, ["not_automated", i, bench]),
                         file,
                         f"{cis_id} is not a Level 1/2 Server recommendation of {bench}",
                         f"not_automated[{i}].{bench}",
@@ -492,7 +568,7 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                     )
                 if (bench, cis_id) in listed:
                     raise _at(
-                        node,
+                        _find(src.root, ["not_automated", i]),
                         file,
                         f"{bench} {cis_id} is listed as not automated twice",
                         f"not_automated[{i}].{bench}",
@@ -505,7 +581,7 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                     kind=na.kind,
                     reason=" ".join(na.reason.split()),
                     file=file,
-                    line=node.start_mark.line + 1,
+                    line=line,
                 )
             )
 

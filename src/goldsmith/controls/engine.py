@@ -16,10 +16,14 @@ names those commands. mtimes of restored files are not restored.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
+import os
+import pickle
 import posixpath
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,10 +180,108 @@ def _diff(target: Target, step: WriteFile) -> str:
     )
 
 
-def check_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:
-    """One finding per control. A check that cannot run is an ``error`` finding, not a crash."""
+def check_all(
+    target: Target, resolved: Sequence[ResolvedControl], *, jobs: int = 1
+) -> list[Finding]:
+    """One finding per control, in order. A check that cannot run is an ``error`` finding.
+
+    With ``jobs`` of 2 or more, a forked child checks about half of the controls while this
+    process checks the rest (see :func:`_check_split`); the findings are the same.
+    """
     with target.cached():
+        if jobs > 1 and len(resolved) > 1:
+            return _check_split(target, resolved)
         return _check_all(target, resolved)
+
+
+def _check_split(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:
+    """Check every other control (never one whose rule must stay in this process) in a forked
+    child, beside this process checking the rest: checks only read, and each process has its
+    own copy of the target's memo. The child sends its findings back pickled through a pipe.
+
+    If the child cannot be started, dies, or sends no complete answer, this process checks
+    its share itself, so a failure costs time and never changes the findings; an exception a
+    check raises (not a GoldsmithError, which is an ``error`` finding) is raised from here.
+    """
+    mine: list[int] = []
+    theirs: list[int] = []
+    for i, rc in enumerate(resolved):
+        keep = rc.rule.check_in_main_process or len(mine) <= len(theirs)
+        (mine if keep else theirs).append(i)
+    if not theirs:
+        return _check_all(target, resolved)
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return _check_all(target, resolved)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return _check_all(target, resolved)
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+        os.close(read_fd)
+        _check_child(write_fd, target, [resolved[i] for i in theirs])
+    os.close(write_fd)
+    out: dict[int, Finding] = {}
+    try:
+        out.update(zip(mine, _check_all(target, [resolved[i] for i in mine]), strict=True))
+        got = _child_answer(read_fd, pid)
+        pid = 0
+    finally:
+        if pid:  # this process failed first: stop the child, leave no zombie
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+    if got is None or len(got) != len(theirs):
+        log.debug("the checking child gave no answer; checking its %d controls here", len(theirs))
+        got = _check_all(target, [resolved[i] for i in theirs])
+    out.update(zip(theirs, got, strict=True))
+    return [out[i] for i in range(len(resolved))]
+
+
+def _check_child(  # pragma: no cover - runs in the forked child
+    write_fd: int, target: Target, part: Sequence[ResolvedControl]
+) -> None:
+    """The forked child: check, write the pickled findings, exit without running the parent's
+    atexit handlers or flushing its buffers (``os._exit``)."""
+    code = 1
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        data = pickle.dumps(_check_all(target, part), protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(write_fd, view) :]
+        code = 0
+    except BaseException:  # no answer: the parent checks this part itself
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _child_answer(read_fd: int, pid: int) -> list[Finding] | None:
+    """Read the child's whole answer, reap it; ``None`` unless it exited 0 with a list."""
+    chunks: list[bytes] = []
+    try:
+        while chunk := os.read(read_fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not chunks:
+        return None
+    try:
+        got = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's answer
+    except Exception:
+        return None
+    if not isinstance(got, list) or not all(isinstance(f, Finding) for f in got):
+        return None
+    return got
 
 
 def _check_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:

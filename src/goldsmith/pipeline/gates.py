@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from goldsmith.errors import GoldsmithError
 from goldsmith.model.profile import Gates
 from goldsmith.scan.formats.json import ScanDocument
-from goldsmith.scan.openscap import CIS_L2_SERVER
+from goldsmith.scan.xccdf import CIS_L2_SERVER
 
 __all__ = ["BOOTTEST_FILE", "SCAN_FILE", "GateResult", "Results", "evaluate_gates", "read_results"]
 

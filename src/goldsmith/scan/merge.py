@@ -17,12 +17,15 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from goldsmith.model.profile import ExceptionEntry
 from goldsmith.model.records import Finding, Source, Status
 from goldsmith.scan.exceptions import Excepted, ExceptionReport, ExceptionState
-from goldsmith.scan.lynis import LynisResult
-from goldsmith.scan.openscap import OscapResult
+
+if TYPE_CHECKING:  # the adapters load only when a scan runs them
+    from goldsmith.scan.lynis import LynisResult
+    from goldsmith.scan.openscap import OscapResult
 
 __all__ = [
     "CIS_KEY",

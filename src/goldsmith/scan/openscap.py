@@ -35,7 +35,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import IO
 from xml.etree.ElementTree import Element
@@ -45,6 +44,9 @@ from defusedxml.ElementTree import iterparse
 from goldsmith.errors import ToolMissingError
 from goldsmith.model.records import Evidence, Finding, Source, Status
 from goldsmith.scan import ScanError, remove_scan_copy, run_host, scan_copy
+from goldsmith.scan.xccdf import CIS_L1_SERVER as CIS_L1_SERVER
+from goldsmith.scan.xccdf import CIS_L2_SERVER as CIS_L2_SERVER
+from goldsmith.scan.xccdf import RuleStatus as RuleStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +55,8 @@ _X = "{" + XCCDF_NS + "}"
 #: ComplianceAsCode marks CIS *benchmark* section numbers with this href; the CIS Controls
 #: (``/controls/``, CSC safeguards) are a different catalogue and are not collected.
 CIS_BENCHMARK_HREF = "cisecurity.org/cis-benchmarks"
-CIS_L2_SERVER = "xccdf_org.ssgproject.content_profile_cis_level2_server"
-CIS_L1_SERVER = "xccdf_org.ssgproject.content_profile_cis_level1_server"
 #: in-image directories whose absolute symlinks are left alone (see module doc)
 _PSEUDO_FS = ("/dev/", "/proc/", "/sys/", "/run/")
-
-
-class RuleStatus(StrEnum):
-    PASS = "pass"  # noqa: S105 (an XCCDF result, not a password)
-    FAIL = "fail"
-    ERROR = "error"
-    UNKNOWN = "unknown"
-    NOTAPPLICABLE = "notapplicable"
-    NOTCHECKED = "notchecked"
-    NOTSELECTED = "notselected"
-    INFORMATIONAL = "informational"
-    FIXED = "fixed"
 
 
 _TO_STATUS = {

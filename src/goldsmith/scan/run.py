@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
 from goldsmith.controls.engine import check_all, resolve
 from goldsmith.errors import GoldsmithError
 from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.model.records import Finding, Source
-from goldsmith.scan import ScanError, lynis, openscap
+from goldsmith.scan import ScanError
 from goldsmith.scan.exceptions import apply_exceptions, load_exceptions
 from goldsmith.scan.merge import ScannerRun, ScanReport, merge
-from goldsmith.scan.openscap import CIS_L2_SERVER
+from goldsmith.scan.xccdf import CIS_L2_SERVER
 from goldsmith.targets.base import Target
+
+if TYPE_CHECKING:  # the adapters load only when a scan runs them
+    from goldsmith.scan import lynis, openscap
 
 __all__ = ["Clock", "IdFactory", "ScanOptions", "scan_host", "scan_rootfs", "scan_target"]
 
@@ -53,6 +58,8 @@ class ScanOptions:
     #: where pinned scanner content (ssg-debian, lynis) is fetched and kept
     cache_dir: Path = Path("/var/cache/goldsmith")
     scanner_timeout: float = 1800
+    #: processes goldsmith's own checks run in (2: a forked child checks half; see check_all)
+    jobs: int = field(default_factory=lambda: min(2, len(os.sched_getaffinity(0))))
 
 
 def scan_rootfs(
@@ -151,17 +158,21 @@ def _scan(
     exceptions = load_exceptions(loaded)  # a bad exceptions file stops the scan before work
     resolved = resolve(loaded.profile, catalogue or load_catalogue(), loaded=loaded)
     t0 = time.monotonic()
-    findings: list[Finding] = check_all(target, resolved)
+    findings: list[Finding] = check_all(target, resolved, jobs=options.jobs)
     runs = [ScannerRun(Source.GOLDSMITH, True, seconds=round(time.monotonic() - t0, 3))]
     lynis_result: lynis.LynisResult | None = None
     oscap_result: openscap.OscapResult | None = None
     rootfs = Path(where)
     if kind == "rootfs" and options.lynis:
+        from goldsmith.scan import lynis
+
         lynis_result, run = _lynis(rootfs, options)
         runs.append(run)
         if lynis_result is not None:
             findings += lynis.to_findings(lynis_result)
     if kind == "rootfs" and options.openscap:
+        from goldsmith.scan import openscap
+
         oscap_result, run = _openscap(rootfs, options)
         runs.append(run)
         if oscap_result is not None:
@@ -186,6 +197,8 @@ def _scan(
 
 
 def _lynis(rootfs: Path, options: ScanOptions) -> tuple[lynis.LynisResult | None, ScannerRun]:
+    from goldsmith.scan import lynis
+
     t0 = time.monotonic()
     try:
         result = lynis.run_lynis_chroot(
@@ -207,6 +220,7 @@ def _lynis(rootfs: Path, options: ScanOptions) -> tuple[lynis.LynisResult | None
 
 
 def _openscap(rootfs: Path, options: ScanOptions) -> tuple[openscap.OscapResult | None, ScannerRun]:
+    from goldsmith.scan import openscap
     from goldsmith.scan.content import ensure_ssg_content
 
     t0 = time.monotonic()

@@ -95,6 +95,9 @@ class Hit:
 @dataclass(frozen=True)
 class TreeScanRule(Rule):
     type_name = "tree-scan"
+    # the walk prefetched by ``goldsmith scan`` is handed to this process, and the three scans
+    # share one walk through the target's memo
+    check_in_main_process = True
 
     scan: ScanKind
     #: paths (fnmatch patterns, "*" crosses "/") that are expected and not reported

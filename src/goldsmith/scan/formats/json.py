@@ -19,7 +19,7 @@ from goldsmith.model.records import Source, Status
 from goldsmith.scan.exceptions import ExceptionState
 from goldsmith.scan.formats.interface import ScanFormat
 from goldsmith.scan.merge import ScanItem, ScanReport
-from goldsmith.scan.openscap import RuleStatus
+from goldsmith.scan.xccdf import RuleStatus
 
 SCHEMA_VERSION = 1
 
