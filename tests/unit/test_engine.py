@@ -3,28 +3,34 @@ nothing, with rollback), check, and the exceptions filter. Fake roots on tmp_pat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from controls_fixtures import tree_hash, write
 
-from goldsmith.controls.base import Control
+from goldsmith.controls.base import Control, Rule
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
 from goldsmith.controls.engine import (
     ApplyError,
+    ResolvedControl,
     apply_all,
     check_all,
     plan_all,
     resolve,
     unexcepted_failures,
 )
+from goldsmith.controls.steps import Step
 from goldsmith.errors import ProfileError, TargetError, ValidationFailedError
 from goldsmith.model.profile import Profile
 from goldsmith.model.profile_loader import load_profile
-from goldsmith.model.records import Status
-from goldsmith.targets.base import RunResult
+from goldsmith.model.records import Finding, Status
+from goldsmith.targets.base import RunResult, Target
 from goldsmith.targets.rootfs import RootfsTarget
 
 CATALOGUE = """\
@@ -373,3 +379,100 @@ def test_sshd_options_are_tried_before_anything_is_written(tmp_path: Path, root:
     assert "rejects Ciphers=not-a-cipher" in e.message and "Bad SSH2 cipher" in e.message
     assert tree_hash(root) == before
     assert all("-f" in r and "/dev/null" in r for r in t.runs)  # only the preflight ran
+
+
+# checks split with a forked child ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PidRule(Rule):
+    """Passes, and says which process checked it; ``die_in_child`` kills a forked checker."""
+
+    type_name: ClassVar[str] = "test-pid"
+    parent: int = 0
+    die_in_child: bool = False
+    boom: bool = False
+
+    def check(self, t: Target) -> Finding:
+        if self.boom:
+            raise RuntimeError(f"a bug in {self.control}")
+        if self.die_in_child and os.getpid() != self.parent:
+            os._exit(7)
+        return self.finding(Status.PASS, "ok", str(os.getpid()), "test")
+
+    def steps(self, t: Target) -> list[Step]:
+        return []
+
+
+@dataclass(frozen=True)
+class _MainPidRule(_PidRule):
+    check_in_main_process: ClassVar[bool] = True
+
+
+def _controls(rules: list[_PidRule]) -> list[ResolvedControl]:
+    out = []
+    for i, r in enumerate(rules):
+        cid = f"test.c{i}"
+        ctl = Control(cid, "t", "r", 1, "test-pid", references={"cis-debian13": (f"1.1.{i}",)})
+        out.append(ResolvedControl(ctl, dataclasses.replace(r, control=cid)))
+    return out
+
+
+def test_checks_split_with_a_child_give_the_same_findings_in_order(root: Path) -> None:
+    """The whole default profile over a fake root (most checks fail, some error): the same
+    findings, in the same order, checked in one process or split with a forked child."""
+    loaded = load_profile("nanoclaw-debian13")
+    resolved = resolve(loaded.profile, load_catalogue(), loaded=loaded)
+    one = check_all(RootfsTarget(root), resolved, jobs=1)
+    two = check_all(RootfsTarget(root), resolved, jobs=2)
+    assert len(one) == len(resolved) > 300
+    assert [f.control for f in one] == [rc.id for rc in resolved]
+    assert two == one
+    assert {f.status for f in one} >= {Status.PASS, Status.FAIL}
+
+
+def test_the_child_checks_about_half_and_main_process_rules_stay_here(root: Path) -> None:
+    me = os.getpid()
+    rules = [_PidRule(parent=me) for _ in range(6)] + [_MainPidRule(parent=me) for _ in range(4)]
+    found = check_all(RootfsTarget(root), _controls(rules), jobs=2)
+    pids = [int(f.evidence.observed) for f in found]
+    assert [f.control for f in found] == [f"test.c{i}" for i in range(10)]
+    assert all(p == me for p in pids[6:])  # the main-process rules
+    assert {p for p in pids[:6]} - {me}, "no control was checked by a child"
+    assert sum(p != me for p in pids) == 5  # balanced: 5 here, 5 there
+    assert all(f.references == (f"cis-debian13: 1.1.{i}",) for i, f in enumerate(found))
+
+
+def test_a_child_that_dies_costs_time_not_findings(root: Path) -> None:
+    me = os.getpid()
+    before = _children()
+    rules = [_PidRule(parent=me, die_in_child=True) for _ in range(6)]
+    found = check_all(RootfsTarget(root), _controls(rules), jobs=2)
+    assert [f.status for f in found] == [Status.PASS] * 6
+    assert all(int(f.evidence.observed) == me for f in found)  # all checked here in the end
+    assert _children() <= before  # the dead child was reaped
+
+
+def _children() -> set[int]:
+    """This process's children, zombies included (from /proc)."""
+    me = str(os.getpid())
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def test_a_check_that_raises_raises_the_same_split_or_not(root: Path) -> None:
+    me = os.getpid()
+    before = _children()
+    for boom_at in (0, 1):  # here, then in the child's share
+        rules = [_PidRule(parent=me, boom=(i == boom_at)) for i in range(4)]
+        for jobs in (1, 2):
+            with pytest.raises(RuntimeError, match=f"a bug in test.c{boom_at}"):
+                check_all(RootfsTarget(root), _controls(rules), jobs=jobs)
+    assert _children() <= before
