@@ -35,12 +35,30 @@ log = logging.getLogger(__name__)
 #: bump when what an entry holds changes shape
 FORMAT = 1
 _writable = True
+#: entries put while writes are held (see :func:`hold_writes`): their caches, texts and values
+_held: list[tuple[ContentCache, str, dict[str, Any]]] | None = None
 
 
 def set_writable(writable: bool) -> None:
-    """Allow or forbid writing entries (reading stays allowed) for the rest of the process."""
-    global _writable
+    """Allow or forbid writing entries (reading stays allowed) for the rest of the process.
+
+    If writes are held (:func:`hold_writes`), the held entries are written now if ``writable``
+    and dropped if not.
+    """
+    global _writable, _held
     _writable = writable
+    held, _held = _held, None
+    for cache, text, value in held or ():
+        cache.put(text, value)
+
+
+def hold_writes() -> None:
+    """Keep entries put from now on in memory until :func:`set_writable` says whether they may
+    be written (the check worker loads the catalogue before it knows whether the scan is of a
+    live host, whose files a scan must not change)."""
+    global _held
+    if _held is None:
+        _held = []
 
 
 def default_dir(name: str) -> Path | None:
@@ -92,6 +110,9 @@ class ContentCache:
     def put(self, text: str, value: dict[str, Any]) -> bool:
         """Store ``value`` for ``text``; ``False`` if it was not stored (and why is logged)."""
         if self.directory is None or not self.write or not _writable:
+            return False
+        if _held is not None:
+            _held.append((self, text, value))
             return False
         key = self.key(text)
         try:

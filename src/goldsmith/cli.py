@@ -569,34 +569,54 @@ def scan(
     """Run every control's check (and Lynis, OpenSCAP); exit 1 if a failure is not excepted."""
     import tempfile
 
-    from goldsmith.targets.treewalk import start_prefetch
+    from goldsmith import checkworker as check_worker
 
-    if (rootfs is None) == (not host):
-        raise GoldsmithError("give exactly one of --rootfs DIR and --host")
-    # the file-system walk of the tree scans runs in a child process while the profile,
-    # the catalogue and the modules they need load (a scan only reads: see treewalk)
-    start_prefetch(rootfs if rootfs is not None else Path("/"), live=host)
+    worker = check_worker.take()  # forked by the console script (see goldsmith.checkworker)
+    try:
+        if (rootfs is None) == (not host):
+            raise GoldsmithError("give exactly one of --rootfs DIR and --host")
+        root = rootfs if rootfs is not None else Path("/")
+        if host:  # a scan leaves the host as it found it: it reads goldsmith's cache only
+            from goldsmith.cache import set_writable
 
-    from goldsmith.model.profile_loader import load_profile
-    from goldsmith.scan.formats import OutputFormat, write_reports
-    from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
+            set_writable(False)
+        from goldsmith.scan.run import ScanOptions, default_jobs
 
-    if host:  # a scan leaves the host as it found it: it reads goldsmith's cache, never writes
-        from goldsmith.cache import set_writable
-
-        set_writable(False)
-    loaded = load_profile(profile)
-    with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
-        opts = ScanOptions(
-            lynis=lynis if lynis is not None else rootfs is not None,
-            openscap=openscap if openscap is not None else rootfs is not None,
-            work_dir=out_dir if out_dir is not None else Path(tmp),
-            cache_dir=cache_dir,
-        )
-        if rootfs is not None:
-            report = scan_rootfs(rootfs, loaded, opts)
+        jobs = default_jobs()
+        if worker is not None and root.is_dir():
+            worker.begin(root, live=host, jobs=jobs, cache_writable=not host)
         else:
-            report = scan_host(loaded, opts)
+            from goldsmith.targets.treewalk import start_prefetch
+
+            # the walk of the tree scans runs in a child process while the profile, the
+            # catalogue and the modules they need load (a scan only reads: see treewalk)
+            start_prefetch(root, live=host)
+
+        from goldsmith.model.profile_loader import load_profile
+
+        loaded = load_profile(profile)
+        if worker is not None:
+            from goldsmith.controls.selection import Selection
+
+            worker.select(Selection.of(loaded.profile, loaded))
+        from goldsmith.scan.formats import OutputFormat, write_reports
+        from goldsmith.scan.run import scan_host, scan_rootfs
+
+        with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
+            opts = ScanOptions(
+                lynis=lynis if lynis is not None else rootfs is not None,
+                openscap=openscap if openscap is not None else rootfs is not None,
+                work_dir=out_dir if out_dir is not None else Path(tmp),
+                cache_dir=cache_dir,
+                jobs=jobs,
+            )
+            if rootfs is not None:
+                report = scan_rootfs(rootfs, loaded, opts, checks=worker)
+            else:
+                report = scan_host(loaded, opts, checks=worker)
+    finally:
+        if worker is not None:
+            worker.cancel()
     written = write_reports(report, out_dir) if out_dir is not None else []
     if as_json:
         sys.stdout.write(OutputFormat.JSON.to_format().render(report))

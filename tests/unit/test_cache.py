@@ -23,7 +23,7 @@ import pytest
 from goldsmith import cache as cache_mod
 from goldsmith.cache import ContentCache, default_dir
 from goldsmith.controls import catalogue as catalogue_mod
-from goldsmith.controls import templating
+from goldsmith.controls import catalogue_yaml, templating
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
 from goldsmith.errors import ProfileError
 
@@ -153,7 +153,7 @@ def test_a_warm_load_of_the_shipped_catalogue_is_the_cold_load_without_parsing(
     def no_parse(text: str, file: str) -> Any:
         raise AssertionError(f"{file} was parsed although its parse is cached")
 
-    monkeypatch.setattr(catalogue_mod, "_compose", no_parse)
+    monkeypatch.setattr(catalogue_yaml, "compose", no_parse)
     warm = catalogue_mod._default_catalogue.__wrapped__()
     _same(cold, warm)
     assert cold.origins["sysctl.ip-forward"] == warm.origins["sysctl.ip-forward"]
@@ -279,13 +279,13 @@ def test_a_warm_scan_process_neither_parses_the_catalogue_nor_imports_jinja2(
     code = """
 import sys
 from pathlib import Path
-from goldsmith.controls import catalogue
+from goldsmith.controls import catalogue, catalogue_yaml
 from goldsmith.controls.engine import check_all, resolve
 from goldsmith.model.profile_loader import load_profile
 from goldsmith.targets.rootfs import RootfsTarget
 parsed = []
-real = catalogue._compose
-catalogue._compose = lambda text, file: parsed.append(file) or real(text, file)
+real = catalogue_yaml.compose
+catalogue_yaml.compose = lambda text, file: parsed.append(file) or real(text, file)
 loaded = load_profile("nanoclaw-debian13")
 res = resolve(loaded.profile, catalogue.load_catalogue(), loaded=loaded)
 kinds = ("ManagedFileRule", "BannerRule", "PamRule")

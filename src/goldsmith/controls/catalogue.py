@@ -14,7 +14,7 @@ are not and why, and which are missing" from the benchmark lists shipped beside 
 from __future__ import annotations
 
 import importlib.resources
-import re
+import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,16 +22,17 @@ from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeGuard, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from goldsmith.cache import ContentCache, default_dir, source_digest
 from goldsmith.controls.base import REFERENCE_KEYS, Control
 from goldsmith.controls.registry import build_rule
 from goldsmith.errors import ProfileError
+
+if TYPE_CHECKING:
+    from yaml.nodes import Node
 
 __all__ = [
     "BENCHMARK_FILES",
@@ -279,114 +280,68 @@ class _CatalogueFile(_Strict):
     not_automated: list[_NotAutomatedEntry] = []
 
 
-# YAML with positions ----------------------------------------------------------------------------
+# parsed files and their cache ---------------------------------------------------------------
 
-_TAG = "tag:yaml.org,2002:"
-_SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null"))
-_STR_TAG = _TAG + "str"
+_cache: ContentCache | None = None
 
 
-#: libyaml's parser when PyYAML was built with it (composes ~25x faster); nodes keep their
-#: line/column marks and errors their problem marks either way.
-if TYPE_CHECKING:  # the C loader has the same interface; its stubs do not say so
-    _BaseLoader = yaml.SafeLoader
-else:
-    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+def _parse_cache() -> ContentCache:
+    """Parsed catalogue files (see :mod:`goldsmith.cache`; off where a source it depends on
+    cannot be read)."""
+    global _cache
+    if _cache is None:
+        from goldsmith import __version__
+
+        # what a text parses to is decided by this module, the parser module and PyYAML;
+        # PyYAML's own __init__ (it holds __version__) stands for PyYAML, without importing it
+        specs = [importlib.util.find_spec(m) for m in ("goldsmith.controls.catalogue_yaml", "yaml")]
+        parts = [source_digest(__file__)]
+        parts += [source_digest(s.origin if s is not None else None) for s in specs]
+        known = [p for p in parts if p is not None]
+        where = default_dir("catalogue-parse") if len(known) == len(parts) else None
+        _cache = ContentCache(where, salt=(__version__, *known))
+    return _cache
 
 
-class _Loader(_BaseLoader):
-    """SafeLoader with YAML 1.2 booleans (``no``/``yes``/``on`` stay strings: sshd values)."""
+class _Source:
+    """One catalogue file: its plain data (from the parse cache when it holds this text) and,
+    only when an error needs a position, its YAML nodes, composed afresh."""
 
-    #: the tag of each plain scalar text seen (the catalogue has ~14,000 scalars, mostly
-    #: repeated words; resolving one runs the implicit-resolver regexes in Python)
-    _plain_tags: ClassVar[dict[str, str]] = {}
+    def __init__(self, file: str, text: str, cache: ContentCache) -> None:
+        self.file = file
+        self.text = text
+        self._root: Node | None = None
+        entry = cache.get(text)
+        lines = entry.get("lines") if entry is not None else None
+        if entry is not None and "data" in entry and _valid_lines(lines):
+            self.data: Any = entry["data"]
+            self._lines: dict[str, list[int]] = lines
+            return
+        from goldsmith.controls import catalogue_yaml
 
-    def resolve(self, kind: type[Node], value: Any, implicit: Any) -> str:
-        if kind is ScalarNode and implicit[0] and not self.yaml_path_resolvers:
-            tag = self._plain_tags.get(value)
-            if tag is None:  # without path resolvers the answer depends on the text only
-                tag = super().resolve(kind, value, (True, False))  # type: ignore[no-untyped-call]
-                self._plain_tags[value] = tag
-            return tag
-        resolved: str = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        return resolved
+        self._root = root = catalogue_yaml.compose(text, file) or catalogue_yaml.null_node()
+        self.data = (
+            catalogue_yaml.plain(root, file, "") if root.tag != catalogue_yaml.NULL else None
+        )
+        self._lines = catalogue_yaml.entry_lines(root)
+        cache.put(text, {"data": self.data, "lines": self._lines})
 
+    @property
+    def root(self) -> Node:
+        if self._root is None:
+            from goldsmith.controls import catalogue_yaml
 
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_TAG + "bool", _TAG + "timestamp")]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+            self._root = catalogue_yaml.compose(self.text, self.file) or catalogue_yaml.null_node()
+        return self._root
 
+    def line(self, section: str, index: int) -> int:
+        """The 1-based line of entry ``index`` of ``section``."""
+        known = self._lines.get(section, [])
+        if index < len(known):
+            return known[index]
+        from goldsmith.controls.catalogue_yaml import find
 
-def _compose(text: str, file: str) -> Node | None:
-    loader = _Loader(text)
-    try:
-        return loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise ProfileError(
-            f"invalid YAML: {exc.problem or exc}",
-            file=file,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"invalid YAML: {exc}", file=file) from None
-    finally:
-        loader.dispose()
-
-
-def _plain(node: Node, file: str, path: str, ctor: yaml.SafeLoader | None = None) -> Any:
-    """A node as plain data; refuses duplicate keys, aliases' tags and non-plain scalars."""
-    if ctor is None:
-        ctor = _Loader("")
-    if isinstance(node, ScalarNode):
-        if node.tag == _STR_TAG:  # most scalars; what SafeConstructor makes of them too
-            return str(node.value)
-        if node.tag not in _SCALAR_TAGS:
-            raise _at(node, file, f"YAML tag {node.tag!r} is not allowed", path)
-        return ctor.construct_object(node, deep=True)
-    if isinstance(node, SequenceNode):
-        return [_plain(n, file, f"{path}[{i}]", ctor) for i, n in enumerate(node.value)]
-    if isinstance(node, MappingNode):
-        out: dict[str, Any] = {}
-        for k, v in node.value:
-            if not isinstance(k, ScalarNode) or k.tag != _TAG + "str":
-                raise _at(k, file, "keys must be plain strings", path)
-            key = str(k.value)
-            sub = f"{path}.{key}" if path else key
-            if key in out:
-                raise _at(k, file, "key given twice", sub)
-            out[key] = _plain(v, file, sub, ctor)
-        return out
-    raise _at(node, file, "unsupported YAML node", path)  # pragma: no cover
-
-
-def _at(node: Node, file: str, message: str, key: str | None, hint: str | None = None) -> Exception:
-    mark = node.start_mark
-    return ProfileError(
-        message, file=file, line=mark.line + 1, column=mark.column + 1, key=key or None, hint=hint
-    )
-
-
-def _find(node: Node, loc: Sequence[str | int]) -> Node:
-    """The deepest node along ``loc`` (a mapping key's own node for the last key)."""
-    for part in loc:
-        if isinstance(node, MappingNode) and isinstance(part, str):
-            for k, v in node.value:
-                if isinstance(k, ScalarNode) and k.value == part:
-                    node = v
-                    break
-            else:
-                return node
-        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            return node
-    return node
+        return find(self.root, [section, index]).start_mark.line + 1
 
 
 def _key_text(data: Any, loc: Sequence[str | int]) -> str:
@@ -406,69 +361,13 @@ def _key_text(data: Any, loc: Sequence[str | int]) -> str:
     return out
 
 
-# parsed files and their cache ---------------------------------------------------------------
+def _error(
+    src: _Source, loc: Sequence[str | int], message: str, key: str | None, hint: str | None = None
+) -> Exception:
+    """A ProfileError at the node of ``loc`` in ``src`` (composed afresh if it was cached)."""
+    from goldsmith.controls.catalogue_yaml import at, find
 
-#: the sections whose entries' lines the loader reports (``origins``, ``NotAutomated.line``)
-_LINE_SECTIONS = ("controls", "not_automated")
-_cache: ContentCache | None = None
-
-
-def _parse_cache() -> ContentCache:
-    """Parsed catalogue files (see :mod:`goldsmith.cache`; off where this module's source
-    cannot be read, as in a zipapp)."""
-    global _cache
-    if _cache is None:
-        from goldsmith import __version__
-
-        code = source_digest(__file__)
-        where = default_dir("catalogue-parse") if code is not None else None
-        _cache = ContentCache(where, salt=(__version__, yaml.__version__, code or ""))
-    return _cache
-
-
-class _Source:
-    """One catalogue file: its plain data (from the parse cache when it holds this text) and,
-    only when an error needs a position, its YAML nodes, composed afresh."""
-
-    def __init__(self, file: str, text: str, cache: ContentCache) -> None:
-        self.file = file
-        self.text = text
-        self._root: Node | None = None
-        entry = cache.get(text)
-        lines = entry.get("lines") if entry is not None else None
-        if entry is not None and "data" in entry and _valid_lines(lines):
-            self.data: Any = entry["data"]
-            self._lines: dict[str, list[int]] = lines
-            return
-        root = self.root
-        self.data = None if root is None else _plain(root, file, "")
-        self._lines = _entry_lines(root)
-        cache.put(text, {"data": self.data, "lines": self._lines})
-
-    @property
-    def root(self) -> Node:
-        if self._root is None:
-            self._root = _compose(self.text, self.file)
-            if self._root is None:  # an empty file has no entries, so no error to place
-                self._root = ScalarNode(_TAG + "null", "")
-        return self._root
-
-    def line(self, section: str, index: int) -> int:
-        """The 1-based line of entry ``index`` of ``section``."""
-        known = self._lines.get(section, [])
-        if index < len(known):
-            return known[index]
-        return _find(self.root, [section, index]).start_mark.line + 1
-
-
-def _entry_lines(root: Node | None) -> dict[str, list[int]]:
-    out: dict[str, list[int]] = {}
-    if not isinstance(root, MappingNode):
-        return out
-    for k, v in root.value:
-        if isinstance(k, ScalarNode) and k.value in _LINE_SECTIONS and isinstance(v, SequenceNode):
-            out[k.value] = [n.start_mark.line + 1 for n in v.value]
-    return out
+    return at(find(src.root, loc), src.file, message, key, hint)
 
 
 def _valid_lines(lines: Any) -> TypeGuard[dict[str, list[int]]]:
@@ -499,15 +398,14 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = [p for p in err["loc"] if isinstance(p, str | int)]
-            node = _find(src.root, loc)
-            raise _at(node, file, err["msg"], _key_text(data, loc)) from None
+            raise _error(src, loc, err["msg"], _key_text(data, loc)) from None
 
         for i, entry in enumerate(parsed.controls):
             where = f"{file}:{src.line('controls', i)}"
             if entry.id in controls:
-                raise _at(
-                    _find(src.root, ["controls", i, "id"]),
-                    file,
+                raise _error(
+                    src,
+                    ["controls", i, "id"],
                     f"duplicate control id {entry.id!r}",
                     f"controls[{i}].id",
                     hint=f"first defined at {origins[entry.id]}",
@@ -516,17 +414,17 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
             for bench in get_args(Benchmark):
                 for j, cis_id in enumerate(refs.get(bench, ())):
                     if cis_id not in known[bench]:
-                        raise _at(
-                            _find(src.root, ["controls", i, "references", bench, j]),
-                            file,
+                        raise _error(
+                            src,
+                            ["controls", i, "references", bench, j],
                             f"{cis_id} is not a Level 1/2 Server recommendation of {bench}",
                             f"controls[{i}]({entry.id}).references.{bench}",
                             hint=f"see {BENCHMARK_FILES[bench]}",
                         )
             if not (refs.get("cis-debian13") or refs.get("cis-debian12")):
-                raise _at(
-                    _find(src.root, ["controls", i]),
-                    file,
+                raise _error(
+                    src,
+                    ["controls", i],
                     "a control needs at least one CIS reference",
                     f"controls[{i}]({entry.id}).references",
                 )
@@ -540,7 +438,7 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
                 sub = (exc.key or "").removeprefix(f"controls.{entry.id}.rule").lstrip(".")
                 loc = ["controls", i, "rule", *([sub.split(".")[0]] if sub else [])]
                 message = exc.message.removeprefix(f"{exc.key}: ") if exc.key else exc.message
-                raise _at(_find(src.root, loc), file, message, exc.key, hint=exc.hint) from None
+                raise _error(src, loc, message, exc.key, hint=exc.hint) from None
             assert isinstance(rule_type, str)
             controls[entry.id] = Control(
                 id=entry.id,
@@ -559,17 +457,17 @@ def _load(sources: Sequence[tuple[str, str]]) -> Catalogue:
             where = f"{file}:{line}"
             for bench, cis_id in na.ids().items():
                 if cis_id not in known[bench]:
-                    raise _at(
-                        _find(src.root, ["not_automated", i, bench]),
-                        file,
+                    raise _error(
+                        src,
+                        ["not_automated", i, bench],
                         f"{cis_id} is not a Level 1/2 Server recommendation of {bench}",
                         f"not_automated[{i}].{bench}",
                         hint=f"see {BENCHMARK_FILES[bench]}",
                     )
                 if (bench, cis_id) in listed:
-                    raise _at(
-                        _find(src.root, ["not_automated", i]),
-                        file,
+                    raise _error(
+                        src,
+                        ["not_automated", i],
                         f"{bench} {cis_id} is listed as not automated twice",
                         f"not_automated[{i}].{bench}",
                         hint=f"first listed at {listed[bench, cis_id]}",

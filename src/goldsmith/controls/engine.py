@@ -26,16 +26,19 @@ import posixpath
 import signal
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from goldsmith.controls.base import Control, Rule
 from goldsmith.controls.catalogue import Catalogue
+from goldsmith.controls.selection import Selection
 from goldsmith.controls.steps import WriteFile
 from goldsmith.errors import GoldsmithError, ProfileError, ValidationFailedError
-from goldsmith.model.profile import Profile
-from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.model.records import Change, Evidence, FileType, Finding, Status
 from goldsmith.targets.base import RunResult, StatResult, Target
+
+if TYPE_CHECKING:  # the check worker resolves from a Selection without loading profiles
+    from goldsmith.model.profile import Profile
+    from goldsmith.model.profile_loader import LoadedProfile
 
 __all__ = [
     "ACCOUNT_FILES",
@@ -43,10 +46,12 @@ __all__ = [
     "ApplyResult",
     "PlannedControl",
     "ResolvedControl",
+    "Selection",
     "apply_all",
     "check_all",
     "plan_all",
     "resolve",
+    "resolve_selection",
     "unexcepted_failures",
 ]
 
@@ -105,11 +110,13 @@ def resolve(
     profile: Profile, catalogue: Catalogue, *, loaded: LoadedProfile | None = None
 ) -> list[ResolvedControl]:
     """The controls the profile runs, in catalogue order, with their rules built."""
+    return resolve_selection(Selection.of(profile, loaded), catalogue)
 
-    def where(key: str) -> tuple[str, int, int] | None:
-        return loaded.position(key) if loaded is not None else None
 
-    for cid in profile.controls:
+def resolve_selection(selection: Selection, catalogue: Catalogue) -> list[ResolvedControl]:
+    """:func:`resolve` from a :class:`Selection`; errors name the profile's file and line."""
+    where = selection.positions.get
+    for cid in selection.controls:
         if cid not in catalogue.controls:
             try:
                 catalogue.get(cid)
@@ -117,10 +124,10 @@ def resolve(
                 raise _located(exc, where(f"controls.{cid}")) from None
     out: list[ResolvedControl] = []
     for cid, control in catalogue.controls.items():
-        settings = profile.controls.get(cid)
-        if settings is not None and not settings.enabled:
+        enabled, params = selection.controls.get(cid, (True, {}))
+        if not enabled:
             continue
-        overrides = dict(settings.params) if settings is not None else {}
+        overrides = dict(params)
         pos = where(f"controls.{cid}")
         try:
             rule = control.rule(overrides)
@@ -211,7 +218,10 @@ def _check_split(target: Target, resolved: Sequence[ResolvedControl]) -> list[Fi
         i for j, i in enumerate(movable) if (j + 1) * n // len(movable) > j * n // len(movable)
     }
     theirs = sorted(chosen)
+    # this process's pinned checks last: a tree scan may wait for its prefetched walk, and the
+    # other checks run meanwhile (findings go back in catalogue order whatever the order here)
     mine = [i for i in range(len(resolved)) if i not in chosen]
+    mine.sort(key=lambda i: resolved[i].rule.check_in_main_process)
     if not theirs:
         return _check_all(target, resolved)
     try:

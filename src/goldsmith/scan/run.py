@@ -22,18 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from goldsmith.controls.catalogue import Catalogue, load_catalogue
-from goldsmith.controls.engine import check_all, resolve
 from goldsmith.errors import GoldsmithError
 from goldsmith.model.profile_loader import LoadedProfile
-from goldsmith.model.records import Finding, Source
+from goldsmith.model.records import Source
 from goldsmith.scan import ScanError
 from goldsmith.scan.exceptions import apply_exceptions, load_exceptions
 from goldsmith.scan.merge import ScannerRun, ScanReport, merge
 from goldsmith.scan.xccdf import CIS_L2_SERVER
 from goldsmith.targets.base import Target
 
-if TYPE_CHECKING:  # the adapters load only when a scan runs them
+if TYPE_CHECKING:  # the adapters load only when a scan runs them; the check side when the
+    # scan checks in this process (see goldsmith.checkworker)
+    from goldsmith.checkworker import CheckWorker
+    from goldsmith.controls.catalogue import Catalogue
     from goldsmith.scan import lynis, openscap
 
 __all__ = ["Clock", "IdFactory", "ScanOptions", "scan_host", "scan_rootfs", "scan_target"]
@@ -48,6 +49,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
 
 
+def default_jobs() -> int:
+    """Processes goldsmith's checks use: 2 where two CPUs are free for this process, else 1."""
+    return min(2, len(os.sched_getaffinity(0)))
+
+
 @dataclass(frozen=True)
 class ScanOptions:
     lynis: bool = True
@@ -59,7 +65,7 @@ class ScanOptions:
     cache_dir: Path = Path("/var/cache/goldsmith")
     scanner_timeout: float = 1800
     #: processes goldsmith's own checks run in (2: a forked child checks half; see check_all)
-    jobs: int = field(default_factory=lambda: min(2, len(os.sched_getaffinity(0))))
+    jobs: int = field(default_factory=lambda: default_jobs())
 
 
 def scan_rootfs(
@@ -70,8 +76,13 @@ def scan_rootfs(
     clock: Clock = utc_now,
     new_id: IdFactory = uuid.uuid4,
     catalogue: Catalogue | None = None,
+    checks: CheckWorker | None = None,
 ) -> ScanReport:
-    """Scan an unpacked rootfs: controls, then (if asked) Lynis and OpenSCAP on copies."""
+    """Scan an unpacked rootfs: controls, then (if asked) Lynis and OpenSCAP on copies.
+
+    ``checks``: a worker that was sent this rootfs and the profile's selection, whose findings
+    are used if it has them (see :mod:`goldsmith.checkworker`).
+    """
     from goldsmith.targets.rootfs import RootfsTarget
 
     if not rootfs.is_dir():
@@ -86,6 +97,7 @@ def scan_rootfs(
         clock=clock,
         new_id=new_id,
         catalogue=catalogue,
+        checks=checks,
     )
 
 
@@ -96,6 +108,7 @@ def scan_host(
     clock: Clock = utc_now,
     new_id: IdFactory = uuid.uuid4,
     catalogue: Catalogue | None = None,
+    checks: CheckWorker | None = None,
 ) -> ScanReport:
     """Scan the running system with goldsmith's checks (``options.lynis``/``openscap`` must be
     off: see the module doc)."""
@@ -116,6 +129,7 @@ def scan_host(
         clock=clock,
         new_id=new_id,
         catalogue=catalogue,
+        checks=checks,
     )
 
 
@@ -152,14 +166,23 @@ def _scan(
     clock: Clock,
     new_id: IdFactory,
     catalogue: Catalogue | None,
+    checks: CheckWorker | None = None,
 ) -> ScanReport:
     created = clock()
     today = created.date()
     exceptions = load_exceptions(loaded)  # a bad exceptions file stops the scan before work
-    resolved = resolve(loaded.profile, catalogue or load_catalogue(), loaded=loaded)
-    t0 = time.monotonic()
-    findings: list[Finding] = check_all(target, resolved, jobs=options.jobs)
-    runs = [ScannerRun(Source.GOLDSMITH, True, seconds=round(time.monotonic() - t0, 3))]
+    answer = checks.result() if checks is not None else None
+    if answer is not None:
+        findings, seconds = answer.findings, answer.seconds
+    else:  # no worker, or it had no answer (an error then surfaces here, with its position)
+        from goldsmith.controls.catalogue import load_catalogue
+        from goldsmith.controls.engine import check_all, resolve
+
+        resolved = resolve(loaded.profile, catalogue or load_catalogue(), loaded=loaded)
+        t0 = time.monotonic()
+        findings = check_all(target, resolved, jobs=options.jobs)
+        seconds = round(time.monotonic() - t0, 3)
+    runs = [ScannerRun(Source.GOLDSMITH, True, seconds=seconds)]
     lynis_result: lynis.LynisResult | None = None
     oscap_result: openscap.OscapResult | None = None
     rootfs = Path(where)

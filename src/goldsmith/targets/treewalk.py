@@ -243,6 +243,12 @@ def start_prefetch(root: Path, *, live: bool, skip: tuple[str, ...] = DEFAULT_SK
         return
 
 
+def cancel_prefetches() -> None:
+    """Stop every prefetch not taken yet (a walk of a tree no scan will ask for)."""
+    while _prefetches:
+        _prefetches.popitem()[1].cancel()
+
+
 def take_prefetch(root: Path, skip: tuple[str, ...]) -> Prefetch | None:
     """The prefetch started for ``root`` and ``skip``, handed over once (then forgotten)."""
     return _prefetches.pop((os.path.realpath(root), skip), None)

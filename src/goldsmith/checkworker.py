@@ -1,0 +1,289 @@
+"""goldsmith's checks in a worker process, started before the command line is even parsed.
+
+A whole-catalogue ``goldsmith scan`` is mostly start-up: the CLI (typer), pydantic and the
+profile on one side; the rule modules, the catalogue and then the checks on the other. The two
+sides do not need each other until the checks start, so on a machine with two or more CPUs
+the console script (:mod:`goldsmith.entry`) forks this worker as soon as it sees the ``scan``
+subcommand, and the worker imports the check side while the parent imports typer. Then:
+
+1. the worker loads the catalogue (holding what it would write to goldsmith's cache); the
+   parent parses the command line and sends ``begin``: the root to scan, live or not, how
+   many processes the checks may use, and whether goldsmith's cache may be written (not for
+   ``--host``); the worker has started the tree walk (:mod:`goldsmith.targets.treewalk`)
+   already if the command line named the tree plainly (:func:`walk_hint`), else starts it;
+2. the parent loads the profile and sends its :class:`~goldsmith.controls.engine.Selection`
+   (plain data: which controls run, their params, where the profile wrote them);
+3. the worker resolves and checks (``check_all``, itself split over two processes) and sends
+   back the findings and how long the checks took.
+
+The worker only ever answers with findings or not at all: any error in it (a bad profile, an
+unreadable catalogue, a bug) makes it exit without an answer, and the parent then resolves and
+checks in its own process, which raises the same error with its file and line. So the worker
+can make a scan faster, never different. A parent that ends without taking the answer (another
+command, an error, a signal) kills the worker; a worker whose parent is gone exits on EOF.
+
+This module imports nothing heavy: the console script imports it before anything else.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from goldsmith.controls.engine import Selection
+    from goldsmith.model.records import Finding
+
+_LEN = struct.Struct("<Q")
+
+
+class Begin(NamedTuple):
+    root: str
+    live: bool
+    jobs: int
+    cache_writable: bool
+
+
+class Answer(NamedTuple):
+    findings: list[Finding]
+    seconds: float
+
+
+def subcommand(args: Sequence[str]) -> str | None:
+    """The subcommand of a goldsmith command line (the first argument not an option: the
+    root options are flags)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+class CheckWorker:
+    """The parent's handle on a forked worker (see the module doc)."""
+
+    def __init__(self, *, walk: tuple[Path, bool] | None = None) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
+            os.close(to_child_w)
+            os.close(from_child_r)
+            _serve(to_child_r, from_child_w, walk)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._pid: int | None = pid
+        self._send: int | None = to_child_w
+        self._recv: int | None = from_child_r
+        atexit.register(self.cancel)
+
+    @property
+    def alive(self) -> bool:
+        return self._pid is not None
+
+    def begin(self, root: Path, *, live: bool, jobs: int, cache_writable: bool) -> None:
+        self._message(Begin(str(root), live, jobs, cache_writable))
+
+    def select(self, selection: Selection) -> None:
+        self._message(selection)
+
+    def _message(self, obj: object) -> None:
+        if self._send is None:
+            return
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            _write_all(self._send, _LEN.pack(len(data)) + data)
+        except OSError:  # the worker is gone: result() says so
+            self._close_send()
+
+    def result(self) -> Answer | None:
+        """The worker's answer, waiting for it; ``None`` if it has none (check here then)."""
+        self._close_send()
+        if self._recv is None:
+            return None
+        try:
+            got = _read_message(self._recv)
+        finally:
+            os.close(self._recv)
+            self._recv = None
+        ok = self._reap()
+        if not ok or not isinstance(got, Answer):
+            return None
+        return got
+
+    def cancel(self) -> None:
+        """Stop the worker if it still runs (the scan ended, or never needed it)."""
+        if self._pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        self._reap()
+        self._close_send()
+        if self._recv is not None:
+            os.close(self._recv)
+            self._recv = None
+
+    def _close_send(self) -> None:
+        if self._send is not None:
+            os.close(self._send)
+            self._send = None
+
+    def _reap(self) -> bool:
+        if self._pid is None:
+            return False
+        try:
+            _, status = os.waitpid(self._pid, 0)
+        except ChildProcessError:
+            status = -1
+        self._pid = None
+        atexit.unregister(self.cancel)
+        return status == 0
+
+
+_started: CheckWorker | None = None
+
+
+def prestart(args: Sequence[str]) -> None:
+    """Fork the worker now if ``args`` is a ``scan`` command line and two CPUs are free for it.
+
+    Called by the console script before the CLI is imported; a wrong guess costs a process
+    that is killed at exit, never a different result.
+    """
+    global _started
+    if _started is not None or subcommand(args) != "scan":
+        return
+    if "--help" in args or len(os.sched_getaffinity(0)) < 2:
+        return
+    _preload()
+    with contextlib.suppress(OSError):
+        _started = CheckWorker(walk=walk_hint(args))
+
+
+def _preload() -> None:
+    """Import, before forking, what both processes need: pydantic's model machinery (the CLI's
+    parameters, the profile, the report; the catalogue and the rules) and goldsmith's records.
+    Imported once and shared, instead of twice on two busy CPUs."""
+    from pydantic import TypeAdapter
+
+    import goldsmith.model.records  # noqa: F401
+
+    TypeAdapter(int)  # loads the schema generator and the plugin loader, once
+
+
+def walk_hint(args: Sequence[str]) -> tuple[Path, bool] | None:
+    """The tree a ``scan`` command line names (``--rootfs DIR`` or ``--host``), read before the
+    CLI parses it, so the worker can start the tree walk before ``begin``. Only a hint: a walk
+    is keyed by the root it walked, and the worker walks the root ``begin`` names if the hint
+    named another (a wrong hint costs a walk that nobody takes)."""
+    for i, arg in enumerate(args):
+        if arg == "--host":
+            return Path("/"), True
+        if arg == "--rootfs" and i + 1 < len(args):
+            return Path(args[i + 1]), False
+        if arg.startswith("--rootfs="):
+            return Path(arg.partition("=")[2]), False
+    return None
+
+
+def take() -> CheckWorker | None:
+    """The prestarted worker, handed over once (``None`` if there is none)."""
+    global _started
+    worker, _started = _started, None
+    return worker
+
+
+# the worker ------------------------------------------------------------------------------------
+
+
+def _serve(  # pragma: no cover - runs in the forked child
+    recv: int, send: int, walk: tuple[Path, bool] | None
+) -> None:
+    """The forked worker: import the check side, follow the parent's two messages, answer,
+    and exit without running the parent's atexit handlers or flushing its buffers."""
+    code = 1
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        from goldsmith import cache
+        from goldsmith.controls.catalogue import load_catalogue
+        from goldsmith.controls.engine import Selection, check_all, resolve_selection
+        from goldsmith.targets import treewalk
+
+        if walk is not None:  # the hinted tree, walked while the catalogue loads
+            treewalk.start_prefetch(walk[0], live=walk[1])
+        # the catalogue does not depend on the command line: load it before ``begin`` comes,
+        # holding any cache entry it writes until ``begin`` says whether writing is allowed
+        cache.hold_writes()
+        catalogue = load_catalogue()
+        begin = _read_message(recv)
+        if not isinstance(begin, Begin):
+            return
+        cache.set_writable(begin.cache_writable)
+        root = Path(begin.root)
+        if walk is None or (walk[1], os.path.realpath(walk[0])) != (
+            begin.live,
+            os.path.realpath(root),
+        ):
+            treewalk.cancel_prefetches()  # no hint or a wrong one: walk what the CLI named
+            treewalk.start_prefetch(root, live=begin.live)
+        target: Any
+        if begin.live:
+            from goldsmith.targets.host import HostTarget
+
+            target = HostTarget()
+        else:
+            from goldsmith.targets.rootfs import RootfsTarget
+
+            target = RootfsTarget(root)
+        selection = _read_message(recv)
+        if not isinstance(selection, Selection):
+            return
+        resolved = resolve_selection(selection, catalogue)
+        t0 = time.monotonic()
+        findings = check_all(target, resolved, jobs=begin.jobs)
+        answer = Answer(findings, round(time.monotonic() - t0, 3))
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        _write_all(send, _LEN.pack(len(data)) + data)
+        code = 0
+    except BaseException:  # no answer: the parent checks in its own process
+        code = 1
+    finally:
+        os._exit(code)
+
+
+# framing --------------------------------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int) -> object | None:
+    """One length-prefixed pickle from a pipe of ours; ``None`` on EOF or a bad message."""
+    head = _read_exact(fd, _LEN.size)
+    if head is None:
+        return None
+    body = _read_exact(fd, _LEN.unpack(head)[0])
+    if body is None:
+        return None
+    try:
+        got: object = pickle.loads(body)  # noqa: S301 - written by this process's parent or child
+    except Exception:
+        return None
+    return got
