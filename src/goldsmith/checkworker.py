@@ -4,17 +4,22 @@ A whole-catalogue ``goldsmith scan`` is mostly start-up: the CLI (typer), pydant
 profile on one side; the rule modules, the catalogue and then the checks on the other. The two
 sides do not need each other until the checks start, so on a machine with two or more CPUs
 the console script (:mod:`goldsmith.entry`) forks this worker as soon as it sees the ``scan``
-subcommand, and the worker imports the check side while the parent imports typer. Then:
+subcommand (:func:`prestart`), after importing what both sides need (pydantic). Then:
 
-1. the worker loads the catalogue (holding what it would write to goldsmith's cache); the
-   parent parses the command line and sends ``begin``: the root to scan, live or not, how
-   many processes the checks may use, and whether goldsmith's cache may be written (not for
-   ``--host``); the worker has started the tree walk (:mod:`goldsmith.targets.treewalk`)
-   already if the command line named the tree plainly (:func:`walk_hint`), else starts it;
-2. the parent loads the profile and sends its :class:`~goldsmith.controls.engine.Selection`
-   (plain data: which controls run, their params, where the profile wrote them);
-3. the worker resolves and checks (``check_all``, itself split over two processes) and sends
-   back the findings and how long the checks took.
+1. the parent reads the tree and the profile the command line plainly names (``--rootfs DIR``
+   or ``--host``, ``--profile P``: :func:`walk_hint`, :func:`profile_hint`), sends ``begin``
+   (that tree, live or not, how many processes the checks may use, whether goldsmith's cache
+   may be written: not for ``--host``), loads the profile and sends its
+   :class:`~goldsmith.controls.selection.Selection` (plain data: which controls run, their
+   params, where the profile wrote them); then it imports and runs the CLI;
+2. meanwhile the worker imports the check side, starts the tree walk of the named tree
+   (:mod:`goldsmith.targets.treewalk`), loads the catalogue (holding what it would write to
+   goldsmith's cache until ``begin`` says whether it may), resolves and checks
+   (``check_all``, itself split over two processes) and sends back the findings and how long
+   the checks took;
+3. the scan command compares what was sent with what the CLI parsed
+   (:meth:`CheckWorker.agrees`); if they differ it stops the worker and scans in its own
+   process, as it does when there is no worker.
 
 The worker only ever answers with findings or not at all: any error in it (a bad profile, an
 unreadable catalogue, a bug) makes it exit without an answer, and the parent then resolves and
@@ -39,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from goldsmith.controls.engine import Selection
+    from goldsmith.model.profile_loader import LoadedProfile
     from goldsmith.model.records import Finding
 
 _LEN = struct.Struct("<Q")
@@ -81,15 +86,26 @@ class CheckWorker:
         self._recv: int | None = from_child_r
         atexit.register(self.cancel)
 
+        #: what was sent: the ``begin`` message, the profile ref the selection came from and
+        #: the profile loaded for it
+        self.begun: Begin | None = None
+        self.selected: str | None = None
+        self.loaded: LoadedProfile | None = None
+
     @property
     def alive(self) -> bool:
         return self._pid is not None
 
-    def begin(self, root: Path, *, live: bool, jobs: int, cache_writable: bool) -> None:
-        self._message(Begin(str(root), live, jobs, cache_writable))
+    def begin(self, begin: Begin) -> None:
+        self.begun = begin
+        self._message(begin)
 
-    def select(self, selection: Selection) -> None:
-        self._message(selection)
+    def select(self, ref: str, loaded: LoadedProfile) -> None:
+        """Send the selection of profile ``ref`` (loaded as ``loaded``)."""
+        from goldsmith.controls.selection import Selection
+
+        self.selected, self.loaded = ref, loaded
+        self._message(Selection.of(loaded.profile, loaded))
 
     def _message(self, obj: object) -> None:
         if self._send is None:
@@ -99,6 +115,17 @@ class CheckWorker:
             _write_all(self._send, _LEN.pack(len(data)) + data)
         except OSError:  # the worker is gone: result() says so
             self._close_send()
+
+    def agrees(self, begin: Begin, ref: str) -> bool:
+        """Whether what was sent is what the CLI parsed; what was not sent yet is sent now
+        (the profile is loaded by the caller: :attr:`loaded` is ``None`` until then). A worker
+        that disagrees is stopped: the caller scans without it."""
+        if self.begun is None:
+            self.begin(begin)
+        if self.begun != begin or (self.selected is not None and self.selected != ref):
+            self.cancel()
+            return False
+        return True
 
     def result(self) -> Answer | None:
         """The worker's answer, waiting for it; ``None`` if it has none (check here then)."""
@@ -146,20 +173,56 @@ class CheckWorker:
 _started: CheckWorker | None = None
 
 
-def prestart(args: Sequence[str]) -> None:
-    """Fork the worker now if ``args`` is a ``scan`` command line and two CPUs are free for it.
+def default_jobs() -> int:
+    """Processes goldsmith's checks use: 2 where two CPUs are free for this process, else 1."""
+    return min(2, len(os.sched_getaffinity(0)))
 
-    Called by the console script before the CLI is imported; a wrong guess costs a process
-    that is killed at exit, never a different result.
+
+def prestart(args: Sequence[str]) -> None:
+    """Fork the worker now if ``args`` is a ``scan`` command line and two CPUs are free for it,
+    and send it what the command line plainly says (:func:`walk_hint`, :func:`profile_hint`):
+    ``begin`` and the profile's selection, so the worker can check while the CLI loads.
+
+    Called by the console script before the CLI is imported. What was sent is only a guess:
+    the scan command compares it with what the CLI parsed and stops the worker if they differ
+    (see :meth:`CheckWorker.agrees`). A wrong guess costs time, never a different result; a
+    profile that does not load is not sent (the CLI loads it and reports the error).
     """
     global _started
     if _started is not None or subcommand(args) != "scan":
         return
-    if "--help" in args or len(os.sched_getaffinity(0)) < 2:
+    if "--help" in args or default_jobs() < 2:
         return
     _preload()
-    with contextlib.suppress(OSError):
-        _started = CheckWorker(walk=walk_hint(args))
+    hint = walk_hint(args)
+    try:
+        worker = CheckWorker(walk=hint)
+    except OSError:
+        return
+    _started = worker
+    if hint is None:
+        return
+    root, live = hint
+    worker.begin(Begin(str(root), live, default_jobs(), cache_writable=not live))
+    from goldsmith.errors import GoldsmithError
+    from goldsmith.model.profile_loader import load_profile
+
+    ref = profile_hint(args)
+    with contextlib.suppress(GoldsmithError):
+        worker.select(ref, load_profile(ref))
+
+
+def profile_hint(args: Sequence[str]) -> str:
+    """The profile a ``scan`` command line names (``--profile P``, ``-p P``), else the
+    default; a hint, as :func:`walk_hint`."""
+    from goldsmith import DEFAULT_PROFILE
+
+    for i, arg in enumerate(args):
+        if arg in ("--profile", "-p") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--profile="):
+            return arg.partition("=")[2]
+    return DEFAULT_PROFILE
 
 
 def _preload() -> None:

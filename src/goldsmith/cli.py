@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from goldsmith import __version__
+from goldsmith import DEFAULT_PROFILE, __version__
 from goldsmith.errors import GoldsmithError, Terminated, terminate_as_interrupt
 
 # Start-up (pydantic schemas, the catalogue, Jinja2 templates) allocates hundreds of thousands
@@ -97,7 +97,7 @@ def _print_json(data: Any) -> None:
 # profile ---------------------------------------------------------------------------------------
 @profile_app.command("show")
 def profile_show(
-    profile: Annotated[str, typer.Argument(help="Shipped name or path.")] = "nanoclaw-debian13",
+    profile: Annotated[str, typer.Argument(help="Shipped name or path.")] = DEFAULT_PROFILE,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the fully resolved profile (after extends:)."""
@@ -232,7 +232,7 @@ def controls_show(
 # apply -----------------------------------------------------------------------------------------
 @app.command("apply")
 def apply(
-    profile: ProfileArg = "nanoclaw-debian13",
+    profile: ProfileArg = DEFAULT_PROFILE,
     rootfs: Annotated[Path, typer.Option("--rootfs", help="The image tree to harden.")] = Path(),
     check: Annotated[
         bool, typer.Option("--check", help="Only show what would change; change nothing.")
@@ -288,7 +288,7 @@ def apply(
 # build -----------------------------------------------------------------------------------------
 @app.command("build")
 def build(
-    profile: ProfileArg = "nanoclaw-debian13",
+    profile: ProfileArg = DEFAULT_PROFILE,
     out_dir: Annotated[Path, typer.Option("--out", help="Output root directory.")] = Path("out"),
     cache_dir: Annotated[
         Path, typer.Option("--cache-dir", help="Base rootfs cache and work area.")
@@ -546,7 +546,7 @@ def scan(
         Path | None, typer.Option("--rootfs", help="Scan this unpacked rootfs (read only).")
     ] = None,
     host: Annotated[bool, typer.Option("--host", help="Scan the running system.")] = False,
-    profile: ProfileArg = "nanoclaw-debian13",
+    profile: ProfileArg = DEFAULT_PROFILE,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Write scan.json, scan.junit.xml, scan.sarif and artifacts."),
@@ -580,12 +580,12 @@ def scan(
             from goldsmith.cache import set_writable
 
             set_writable(False)
-        from goldsmith.scan.run import ScanOptions, default_jobs
-
-        jobs = default_jobs()
-        if worker is not None and root.is_dir():
-            worker.begin(root, live=host, jobs=jobs, cache_writable=not host)
-        else:
+        jobs = check_worker.default_jobs()
+        begin = check_worker.Begin(str(root), host, jobs, cache_writable=not host)
+        if worker is not None and not (root.is_dir() and worker.agrees(begin, profile)):
+            worker.cancel()
+            worker = None
+        if worker is None:
             from goldsmith.targets.treewalk import start_prefetch
 
             # the walk of the tree scans runs in a child process while the profile, the
@@ -594,13 +594,13 @@ def scan(
 
         from goldsmith.model.profile_loader import load_profile
 
-        loaded = load_profile(profile)
-        if worker is not None:
-            from goldsmith.controls.selection import Selection
-
-            worker.select(Selection.of(loaded.profile, loaded))
+        loaded = worker.loaded if worker is not None else None
+        if loaded is None:
+            loaded = load_profile(profile)
+            if worker is not None:
+                worker.select(profile, loaded)
         from goldsmith.scan.formats import OutputFormat, write_reports
-        from goldsmith.scan.run import scan_host, scan_rootfs
+        from goldsmith.scan.run import ScanOptions, scan_host, scan_rootfs
 
         with tempfile.TemporaryDirectory(prefix="goldsmith-scan-", dir="/var/tmp") as tmp:
             opts = ScanOptions(
@@ -686,7 +686,7 @@ def _print_scan(report: Any, written: list[Path]) -> None:
 # gate ------------------------------------------------------------------------------------------
 @app.command("gate")
 def gate(
-    profile: ProfileArg = "nanoclaw-debian13",
+    profile: ProfileArg = DEFAULT_PROFILE,
     results: Annotated[
         Path, typer.Option("--results", help="Directory with scan.json and boottest.json.")
     ] = Path(),

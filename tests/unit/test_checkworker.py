@@ -25,7 +25,7 @@ import pytest
 from controls_fixtures import write
 
 from goldsmith import checkworker
-from goldsmith.checkworker import CheckWorker, subcommand, walk_hint
+from goldsmith.checkworker import Begin, CheckWorker, profile_hint, subcommand, walk_hint
 from goldsmith.controls import catalogue as catalogue_mod
 from goldsmith.controls import templating
 from goldsmith.controls.catalogue import load_catalogue
@@ -115,13 +115,47 @@ def test_the_subcommand_and_the_walk_hint_are_read_from_the_command_line(
     assert walk_hint(args) == hint
 
 
+@pytest.mark.parametrize(
+    ("args", "ref"),
+    [
+        (["scan", "--rootfs", "/r"], "nanoclaw-debian13"),
+        (["scan", "--profile", "p.yaml"], "p.yaml"),
+        (["scan", "-p", "nanoclaw-debian12"], "nanoclaw-debian12"),
+        (["scan", "--profile=x"], "x"),
+    ],
+)
+def test_the_profile_hint(args: list[str], ref: str) -> None:
+    assert profile_hint(args) == ref
+
+
+def test_a_worker_sent_other_hints_than_the_cli_parsed_is_stopped(root: Path) -> None:
+    before = _children()
+    agreed = Begin(str(root), False, 2, cache_writable=True)
+    w = _start(root, hint=(root, False))
+    _select(w)
+    assert w.agrees(agreed, "nanoclaw-debian13") and w.alive
+    assert not w.agrees(agreed, "nanoclaw-debian12") and not w.alive  # another profile
+    w = _start(root, hint=(root, False))
+    assert not w.agrees(agreed._replace(root="/elsewhere"), "nanoclaw-debian13")
+    assert not w.alive
+    w = CheckWorker(walk=None)  # nothing sent yet: begin is sent now, and it agrees
+    assert w.agrees(agreed, "nanoclaw-debian13") and w.begun == agreed
+    _select(w)
+    assert w.result() is not None
+    assert _children() <= before
+
+
 # the worker ------------------------------------------------------------------------------------
 
 
 def _start(root: Path, *, hint: tuple[Path, bool] | None, writable: bool = True) -> CheckWorker:
     w = CheckWorker(walk=hint)
-    w.begin(root, live=False, jobs=2, cache_writable=writable)
+    w.begin(Begin(str(root), False, 2, cache_writable=writable))
     return w
+
+
+def _select(w: CheckWorker, ref: str = "nanoclaw-debian13") -> None:
+    w.select(ref, load_profile(ref))
 
 
 def test_the_workers_findings_are_the_in_process_findings(root: Path) -> None:
@@ -129,7 +163,7 @@ def test_the_workers_findings_are_the_in_process_findings(root: Path) -> None:
     loaded = load_profile("nanoclaw-debian13")
     here = check_all(RootfsTarget(root), resolve(loaded.profile, load_catalogue(), loaded=loaded))
     w = _start(root, hint=(root, False))
-    w.select(Selection.of(loaded.profile, loaded))
+    _select(w)
     answer = w.result()
     assert answer is not None
     assert answer.findings == here
@@ -147,7 +181,9 @@ def test_a_missing_or_wrong_walk_hint_changes_nothing(
     write(other, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
     hints = {None: None, "other": (other, False), "live": (root, True)}
     expected = _scan(root, None)
-    got = _scan(root, _start(root, hint=hints[hint]))
+    w = _start(root, hint=hints[hint])
+    _select(w)
+    got = _scan(root, w)
     assert got == expected
 
 
@@ -161,8 +197,8 @@ def test_a_worker_that_cannot_answer_leaves_the_error_to_the_scan(
     errors = []
     for worker in (None, _start(root, hint=(root, False))):
         if worker is not None:
-            loaded = load_profile(str(bad))
-            worker.select(Selection.of(loaded.profile, loaded))
+            worker.selected = str(bad)
+            worker._message(Selection(controls={"sysctl.ip-forwardd": (True, {})}))
         with pytest.raises(ProfileError) as err:
             _scan(root, worker, str(bad))
         errors.append((str(err.value), err.value.file, err.value.line, err.value.hint))
@@ -175,8 +211,7 @@ def test_a_killed_worker_costs_time_not_findings(root: Path) -> None:
     w = _start(root, hint=(root, False))
     assert w._pid is not None
     os.kill(w._pid, signal.SIGKILL)
-    loaded = load_profile("nanoclaw-debian13")
-    w.select(Selection.of(loaded.profile, loaded))  # into a closed pipe: no error
+    _select(w)  # into a closed pipe: no error
     assert _scan(root, w) == expected
     assert not w.alive
 
@@ -197,8 +232,7 @@ def test_a_host_scan_worker_writes_nothing_to_the_cache(
     """The worker loads the catalogue before it knows whether the scan is of a live host; it
     holds the cache entries until ``begin`` says, and drops them for a host scan."""
     w = _start(root, hint=(root, False), writable=writable)
-    loaded = load_profile("nanoclaw-debian13")
-    w.select(Selection.of(loaded.profile, loaded))
+    _select(w)
     assert w.result() is not None
     entries = list(fresh_cache.rglob("*.json")) if fresh_cache.exists() else []
     assert bool(entries) is writable
@@ -233,3 +267,16 @@ def test_the_console_script_scan_equals_the_in_process_scan(root: Path, tmp_path
         docs.append(doc)
     assert docs[0] == docs[1]
     assert docs[0]["summary"]["failed"] > 100
+
+
+def test_prestart_sends_what_the_command_line_names(root: Path) -> None:
+    before = _children()
+    checkworker.prestart(["scan", "--rootfs", str(root), "--no-lynis", "-p", "nanoclaw-debian13"])
+    w = checkworker.take()
+    assert w is not None and checkworker.take() is None
+    assert w.begun == Begin(str(root), False, checkworker.default_jobs(), cache_writable=True)
+    assert w.selected == "nanoclaw-debian13" and w.loaded is not None
+    assert w.loaded.digest == load_profile("nanoclaw-debian13").digest
+    answer = w.result()
+    assert answer is not None and len(answer.findings) > 300
+    assert _children() <= before

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -476,3 +477,16 @@ def test_a_check_that_raises_raises_the_same_split_or_not(root: Path) -> None:
             with pytest.raises(RuntimeError, match=f"a bug in test.c{boom_at}"):
                 check_all(RootfsTarget(root), _controls(rules), jobs=jobs)
     assert _children() <= before
+
+
+def test_a_process_with_other_threads_checks_everything_itself(root: Path) -> None:
+    me = os.getpid()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        found = check_all(RootfsTarget(root), _controls([_PidRule(parent=me)] * 6), jobs=2)
+    finally:
+        stop.set()
+        other.join()
+    assert [int(f.evidence.observed) for f in found] == [me] * 6

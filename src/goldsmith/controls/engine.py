@@ -24,6 +24,7 @@ import os
 import pickle
 import posixpath
 import signal
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -196,7 +197,9 @@ def check_all(
     process checks the rest (see :func:`_check_split`); the findings are the same.
     """
     with target.cached():
-        if jobs > 1 and len(resolved) > 1:
+        # fork only a single-threaded process: a thread holding a lock at the fork (a logging
+        # handler's, a buffered stream's) would leave it held forever in the child
+        if jobs > 1 and len(resolved) > 1 and threading.active_count() == 1:
             return _check_split(target, resolved)
         return _check_all(target, resolved)
 

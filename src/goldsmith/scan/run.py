@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from goldsmith.checkworker import default_jobs
 from goldsmith.errors import GoldsmithError
 from goldsmith.model.profile_loader import LoadedProfile
 from goldsmith.model.records import Source
@@ -49,11 +49,6 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
 
 
-def default_jobs() -> int:
-    """Processes goldsmith's checks use: 2 where two CPUs are free for this process, else 1."""
-    return min(2, len(os.sched_getaffinity(0)))
-
-
 @dataclass(frozen=True)
 class ScanOptions:
     lynis: bool = True
@@ -65,7 +60,7 @@ class ScanOptions:
     cache_dir: Path = Path("/var/cache/goldsmith")
     scanner_timeout: float = 1800
     #: processes goldsmith's own checks run in (2: a forked child checks half; see check_all)
-    jobs: int = field(default_factory=lambda: default_jobs())
+    jobs: int = field(default_factory=default_jobs)
 
 
 def scan_rootfs(
