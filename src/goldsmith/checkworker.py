@@ -32,22 +32,18 @@ This module imports nothing heavy: the console script imports it before anything
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
-import pickle
-import signal
-import struct
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from goldsmith.forked import Forked, read_message, write_message
+
 if TYPE_CHECKING:
     from goldsmith.model.profile_loader import LoadedProfile
     from goldsmith.model.records import Finding
-
-_LEN = struct.Struct("<Q")
 
 
 class Begin(NamedTuple):
@@ -72,20 +68,17 @@ class CheckWorker:
     """The parent's handle on a forked worker (see the module doc)."""
 
     def __init__(self, *, walk: tuple[Path, bool] | None = None) -> None:
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-            os.close(to_child_w)
-            os.close(from_child_r)
-            _serve(to_child_r, from_child_w, walk)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._pid: int | None = pid
-        self._send: int | None = to_child_w
-        self._recv: int | None = from_child_r
-        atexit.register(self.cancel)
+        recv, send = os.pipe()
 
+        def work() -> Answer | None:  # pragma: no cover - runs in the forked child
+            os.close(send)  # the worker sees EOF when the parent is gone
+            return _serve(recv, walk)
+
+        try:
+            self._child = Forked(work)
+        finally:
+            os.close(recv)
+        self._send: int | None = send
         #: what was sent: the ``begin`` message, the profile ref the selection came from and
         #: the profile loaded for it
         self.begun: Begin | None = None
@@ -94,7 +87,7 @@ class CheckWorker:
 
     @property
     def alive(self) -> bool:
-        return self._pid is not None
+        return self._child.pid is not None
 
     def begin(self, begin: Begin) -> None:
         self.begun = begin
@@ -110,9 +103,8 @@ class CheckWorker:
     def _message(self, obj: object) -> None:
         if self._send is None:
             return
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            _write_all(self._send, _LEN.pack(len(data)) + data)
+            write_message(self._send, obj)
         except OSError:  # the worker is gone: result() says so
             self._close_send()
 
@@ -130,44 +122,18 @@ class CheckWorker:
     def result(self) -> Answer | None:
         """The worker's answer, waiting for it; ``None`` if it has none (check here then)."""
         self._close_send()
-        if self._recv is None:
-            return None
-        try:
-            got = _read_message(self._recv)
-        finally:
-            os.close(self._recv)
-            self._recv = None
-        ok = self._reap()
-        if not ok or not isinstance(got, Answer):
-            return None
-        return got
+        got = self._child.result()
+        return got if isinstance(got, Answer) else None
 
     def cancel(self) -> None:
         """Stop the worker if it still runs (the scan ended, or never needed it)."""
-        if self._pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-        self._reap()
+        self._child.cancel()
         self._close_send()
-        if self._recv is not None:
-            os.close(self._recv)
-            self._recv = None
 
     def _close_send(self) -> None:
         if self._send is not None:
             os.close(self._send)
             self._send = None
-
-    def _reap(self) -> bool:
-        if self._pid is None:
-            return False
-        try:
-            _, status = os.waitpid(self._pid, 0)
-        except ChildProcessError:
-            status = -1
-        self._pid = None
-        atexit.unregister(self.cancel)
-        return status == 0
 
 
 _started: CheckWorker | None = None
@@ -262,91 +228,46 @@ def take() -> CheckWorker | None:
 
 
 def _serve(  # pragma: no cover - runs in the forked child
-    recv: int, send: int, walk: tuple[Path, bool] | None
-) -> None:
-    """The forked worker: import the check side, follow the parent's two messages, answer,
-    and exit without running the parent's atexit handlers or flushing its buffers."""
-    code = 1
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        from goldsmith import cache
-        from goldsmith.controls.catalogue import load_catalogue
-        from goldsmith.controls.engine import Selection, check_all, resolve_selection
-        from goldsmith.targets import treewalk
+    recv: int, walk: tuple[Path, bool] | None
+) -> Answer | None:
+    """The worker (a :class:`~goldsmith.forked.Forked` child): import the check side, follow
+    the parent's two messages and return the answer (``None``: none, the parent checks)."""
+    from goldsmith.targets import treewalk
 
-        if walk is not None:  # the hinted tree, walked while the catalogue loads
-            treewalk.start_prefetch(walk[0], live=walk[1])
-        # the catalogue does not depend on the command line: load it before ``begin`` comes,
-        # holding any cache entry it writes until ``begin`` says whether writing is allowed
-        cache.hold_writes()
-        catalogue = load_catalogue()
-        begin = _read_message(recv)
-        if not isinstance(begin, Begin):
-            return
-        cache.set_writable(begin.cache_writable)
-        root = Path(begin.root)
-        if walk is None or (walk[1], os.path.realpath(walk[0])) != (
-            begin.live,
-            os.path.realpath(root),
-        ):
-            treewalk.cancel_prefetches()  # no hint or a wrong one: walk what the CLI named
-            treewalk.start_prefetch(root, live=begin.live)
-        target: Any
-        if begin.live:
-            from goldsmith.targets.host import HostTarget
+    if walk is not None:  # the hinted tree, walked while the check side loads
+        treewalk.start_prefetch(walk[0], live=walk[1])
+    from goldsmith import cache
+    from goldsmith.controls.catalogue import load_catalogue
+    from goldsmith.controls.engine import Selection, check_all, resolve_selection
 
-            target = HostTarget()
-        else:
-            from goldsmith.targets.rootfs import RootfsTarget
-
-            target = RootfsTarget(root)
-        selection = _read_message(recv)
-        if not isinstance(selection, Selection):
-            return
-        resolved = resolve_selection(selection, catalogue)
-        t0 = time.monotonic()
-        findings = check_all(target, resolved, jobs=begin.jobs)
-        answer = Answer(findings, round(time.monotonic() - t0, 3))
-        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
-        _write_all(send, _LEN.pack(len(data)) + data)
-        code = 0
-    except BaseException:  # no answer: the parent checks in its own process
-        code = 1
-    finally:
-        os._exit(code)
-
-
-# framing --------------------------------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_message(fd: int) -> object | None:
-    """One length-prefixed pickle from a pipe of ours; ``None`` on EOF or a bad message."""
-    head = _read_exact(fd, _LEN.size)
-    if head is None:
+    # the catalogue does not depend on the command line: load it before ``begin`` comes,
+    # holding any cache entry it writes until ``begin`` says whether writing is allowed
+    cache.hold_writes()
+    catalogue = load_catalogue()
+    begin = read_message(recv)
+    if not isinstance(begin, Begin):
         return None
-    body = _read_exact(fd, _LEN.unpack(head)[0])
-    if body is None:
+    cache.set_writable(begin.cache_writable)
+    root = Path(begin.root)
+    if walk is None or (walk[1], os.path.realpath(walk[0])) != (
+        begin.live,
+        os.path.realpath(root),
+    ):
+        treewalk.cancel_prefetches()  # no hint or a wrong one: walk what the CLI named
+        treewalk.start_prefetch(root, live=begin.live)
+    target: Any
+    if begin.live:
+        from goldsmith.targets.host import HostTarget
+
+        target = HostTarget()
+    else:
+        from goldsmith.targets.rootfs import RootfsTarget
+
+        target = RootfsTarget(root)
+    selection = read_message(recv)
+    if not isinstance(selection, Selection):
         return None
-    try:
-        got: object = pickle.loads(body)  # noqa: S301 - written by this process's parent or child
-    except Exception:
-        return None
-    return got
+    resolved = resolve_selection(selection, catalogue)
+    t0 = time.monotonic()
+    findings = check_all(target, resolved, jobs=begin.jobs)
+    return Answer(findings, round(time.monotonic() - t0, 3))

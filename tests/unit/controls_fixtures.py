@@ -87,3 +87,39 @@ def tree_hash(root: Path) -> str:
                 with open(p, "rb") as f:
                     h.update(f.read())
     return h.hexdigest()
+
+
+def child_pids() -> set[int]:
+    """This process's children, zombies included (from /proc): a test that forks compares
+    the set before and after to show nothing was left behind."""
+    me = str(os.getpid())
+    out = set()
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            out.add(int(stat_file.parent.name))
+    return out
+
+
+#: one valid catalogue file: a control and a recommendation not automated
+GOOD_CATALOGUE = """controls:
+  - id: sysctl.test-key
+    title: a test control
+    rationale: a rationale that is long enough to pass
+    level: 1
+    rule: {type: sysctl, key: kernel.dmesg_restrict, value: "1"}
+    references:
+      cis-debian13: ["1.5.5"]
+      soc2: [CC6.8]
+      iso27001-2013: [A.12.6.2]
+      iso27001-2022: [A.8.9]
+"""
+GOOD_NOT_AUTOMATED = """
+not_automated:
+  - cis-debian13: "1.4.1"
+    kind: manual
+    reason: a reason that is long enough to pass the schema
+"""

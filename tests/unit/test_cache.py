@@ -13,12 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pytest
+from controls_fixtures import GOOD_CATALOGUE, GOOD_NOT_AUTOMATED
 
 from goldsmith import cache as cache_mod
 from goldsmith.cache import ContentCache, default_dir
@@ -27,36 +27,12 @@ from goldsmith.controls import catalogue_yaml, templating
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
 from goldsmith.errors import ProfileError
 
-GOOD = """controls:
-  - id: sysctl.test-key
-    title: a test control
-    rationale: a rationale that is long enough to pass
-    level: 1
-    rule: {type: sysctl, key: kernel.dmesg_restrict, value: "1"}
-    references:
-      cis-debian13: ["1.5.5"]
-      soc2: [CC6.8]
-      iso27001-2013: [A.12.6.2]
-      iso27001-2022: [A.8.9]
-
-not_automated:
-  - cis-debian13: "1.4.1"
-    kind: manual
-    reason: a reason that is long enough to pass the schema
-"""
+GOOD = GOOD_CATALOGUE + GOOD_NOT_AUTOMATED
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A cache directory of the test's own; the users' memoised cache objects forgotten."""
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GOLDSMITH_CACHE_DIR", str(d))
-    catalogue_mod._cache = None
-    templating._render_cache.cache_clear()
-    yield d
-    catalogue_mod._cache = None
-    templating._render_cache.cache_clear()
-    cache_mod.set_writable(True)
+def cache_dir(goldsmith_cache: Path) -> Path:
+    return goldsmith_cache
 
 
 def _entries(d: Path) -> list[Path]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from controls_fixtures import make_target, tree_hash, write
+from controls_fixtures import GOOD_CATALOGUE, make_target, tree_hash, write
 
 from goldsmith.controls.catalogue import (
     Benchmark,
@@ -128,18 +128,7 @@ def test_partitions_the_image_does_not_have_are_not_applicable_with_the_reason(
 
 # loader errors ----------------------------------------------------------------------------------
 
-GOOD = """controls:
-  - id: sysctl.test-key
-    title: a test control
-    rationale: a rationale that is long enough to pass
-    level: 1
-    rule: {type: sysctl, key: kernel.dmesg_restrict, value: "1"}
-    references:
-      cis-debian13: ["1.5.5"]
-      soc2: [CC6.8]
-      iso27001-2013: [A.12.6.2]
-      iso27001-2022: [A.8.9]
-"""
+GOOD = GOOD_CATALOGUE
 
 
 def test_a_valid_file_loads(tmp_path: Path) -> None:

@@ -18,16 +18,13 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from controls_fixtures import write
+from controls_fixtures import child_pids, write
 
 from goldsmith import checkworker
 from goldsmith.checkworker import Begin, CheckWorker, profile_hint, subcommand, walk_hint
-from goldsmith.controls import catalogue as catalogue_mod
-from goldsmith.controls import templating
 from goldsmith.controls.catalogue import load_catalogue
 from goldsmith.controls.engine import check_all, resolve
 from goldsmith.controls.selection import Selection
@@ -49,32 +46,6 @@ def root(tmp_path: Path) -> Path:
     write(r, "/etc/sysctl.d/99-test.conf", "net.ipv4.ip_forward = 0\n")
     write(r, "/tmp/world", "w\n", 0o666)  # a tree-scan finding
     return r
-
-
-@pytest.fixture
-def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    d = tmp_path / "cache"
-    monkeypatch.setenv("GOLDSMITH_CACHE_DIR", str(d))
-    catalogue_mod._cache = None
-    catalogue_mod._default_catalogue.cache_clear()
-    templating._render_cache.cache_clear()
-    yield d
-    catalogue_mod._cache = None
-    catalogue_mod._default_catalogue.cache_clear()
-    templating._render_cache.cache_clear()
-
-
-def _children() -> set[int]:
-    me = str(os.getpid())
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            out.add(int(stat.parent.name))
-    return out
 
 
 def _scan(root: Path, worker: CheckWorker | None, profile: str = "nanoclaw-debian13") -> object:
@@ -129,7 +100,7 @@ def test_the_profile_hint(args: list[str], ref: str) -> None:
 
 
 def test_a_worker_sent_other_hints_than_the_cli_parsed_is_stopped(root: Path) -> None:
-    before = _children()
+    before = child_pids()
     agreed = Begin(str(root), False, 2, cache_writable=True)
     w = _start(root, hint=(root, False))
     _select(w)
@@ -142,7 +113,7 @@ def test_a_worker_sent_other_hints_than_the_cli_parsed_is_stopped(root: Path) ->
     assert w.agrees(agreed, "nanoclaw-debian13") and w.begun == agreed
     _select(w)
     assert w.result() is not None
-    assert _children() <= before
+    assert child_pids() <= before
 
 
 # the worker ------------------------------------------------------------------------------------
@@ -159,7 +130,7 @@ def _select(w: CheckWorker, ref: str = "nanoclaw-debian13") -> None:
 
 
 def test_the_workers_findings_are_the_in_process_findings(root: Path) -> None:
-    before = _children()
+    before = child_pids()
     loaded = load_profile("nanoclaw-debian13")
     here = check_all(RootfsTarget(root), resolve(loaded.profile, load_catalogue(), loaded=loaded))
     w = _start(root, hint=(root, False))
@@ -170,7 +141,7 @@ def test_the_workers_findings_are_the_in_process_findings(root: Path) -> None:
     assert len(here) > 300 and answer.seconds > 0
     ww = next(f for f in here if f.control == "files.world-writable")
     assert "/tmp/world" in ww.evidence.observed
-    assert not w.alive and _children() <= before
+    assert not w.alive and child_pids() <= before
 
 
 @pytest.mark.parametrize("hint", [None, "other", "live"])
@@ -209,32 +180,33 @@ def test_a_worker_that_cannot_answer_leaves_the_error_to_the_scan(
 def test_a_killed_worker_costs_time_not_findings(root: Path) -> None:
     expected = _scan(root, None)
     w = _start(root, hint=(root, False))
-    assert w._pid is not None
-    os.kill(w._pid, signal.SIGKILL)
+    pid = w._child.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
     _select(w)  # into a closed pipe: no error
     assert _scan(root, w) == expected
     assert not w.alive
 
 
 def test_a_worker_never_used_is_stopped(root: Path) -> None:
-    before = _children()
+    before = child_pids()
     w = CheckWorker(walk=(root, False))
     assert w.alive
     w.cancel()
-    assert not w.alive and _children() <= before
+    assert not w.alive and child_pids() <= before
     w.cancel()  # twice is fine
 
 
 @pytest.mark.parametrize("writable", [True, False])
 def test_a_host_scan_worker_writes_nothing_to_the_cache(
-    root: Path, fresh_cache: Path, writable: bool
+    root: Path, goldsmith_cache: Path, writable: bool
 ) -> None:
     """The worker loads the catalogue before it knows whether the scan is of a live host; it
     holds the cache entries until ``begin`` says, and drops them for a host scan."""
     w = _start(root, hint=(root, False), writable=writable)
     _select(w)
     assert w.result() is not None
-    entries = list(fresh_cache.rglob("*.json")) if fresh_cache.exists() else []
+    entries = list(goldsmith_cache.rglob("*.json")) if goldsmith_cache.exists() else []
     assert bool(entries) is writable
     if writable:
         assert {p.parent.name for p in entries} >= {"catalogue-parse", "template-render"}
@@ -270,7 +242,7 @@ def test_the_console_script_scan_equals_the_in_process_scan(root: Path, tmp_path
 
 
 def test_prestart_sends_what_the_command_line_names(root: Path) -> None:
-    before = _children()
+    before = child_pids()
     checkworker.prestart(["scan", "--rootfs", str(root), "--no-lynis", "-p", "nanoclaw-debian13"])
     w = checkworker.take()
     assert w is not None and checkworker.take() is None
@@ -279,4 +251,4 @@ def test_prestart_sends_what_the_command_line_names(root: Path) -> None:
     assert w.loaded.digest == load_profile("nanoclaw-debian13").digest
     answer = w.result()
     assert answer is not None and len(answer.findings) > 300
-    assert _children() <= before
+    assert child_pids() <= before

@@ -232,7 +232,7 @@ def test_a_failed_prefetch_falls_back_to_walking(tmp_path: Path, monkeypatch: An
     treewalk.start_prefetch(root, live=False)
     pre = treewalk._prefetches[(str(root.resolve()), treewalk.DEFAULT_SKIP)]
     assert _findings(root) == plain
-    assert pre._pid is None and pre._read is None  # reaped, pipe closed
+    assert pre._child.pid is None and pre._child._read is None  # reaped, pipe closed
 
 
 def test_an_unused_prefetch_is_stopped_and_reaped(tmp_path: Path) -> None:
@@ -242,8 +242,9 @@ def test_an_unused_prefetch_is_stopped_and_reaped(tmp_path: Path) -> None:
     _prefetch_tree(root)
     treewalk.start_prefetch(root, live=False)
     pre = treewalk.take_prefetch(root, treewalk.DEFAULT_SKIP)
-    assert pre is not None and pre._pid is not None
-    pid = pre._pid
+    assert pre is not None
+    pid = pre._child.pid
+    assert pid is not None
     pre.cancel()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from controls_fixtures import tree_hash, write
+from controls_fixtures import child_pids, tree_hash, write
 
 from goldsmith.controls.base import Control, Rule
 from goldsmith.controls.catalogue import Catalogue, load_catalogue
@@ -446,37 +446,23 @@ def test_the_child_checks_about_half_and_main_process_rules_stay_here(root: Path
 
 def test_a_child_that_dies_costs_time_not_findings(root: Path) -> None:
     me = os.getpid()
-    before = _children()
+    before = child_pids()
     rules = [_PidRule(parent=me, die_in_child=True) for _ in range(6)]
     found = check_all(RootfsTarget(root), _controls(rules), jobs=2)
     assert [f.status for f in found] == [Status.PASS] * 6
     assert all(int(f.evidence.observed) == me for f in found)  # all checked here in the end
-    assert _children() <= before  # the dead child was reaped
-
-
-def _children() -> set[int]:
-    """This process's children, zombies included (from /proc)."""
-    me = str(os.getpid())
-    out = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            out.add(int(stat.parent.name))
-    return out
+    assert child_pids() <= before  # the dead child was reaped
 
 
 def test_a_check_that_raises_raises_the_same_split_or_not(root: Path) -> None:
     me = os.getpid()
-    before = _children()
+    before = child_pids()
     for boom_at in (0, 1):  # here, then in the child's share
         rules = [_PidRule(parent=me, boom=(i == boom_at)) for i in range(4)]
         for jobs in (1, 2):
             with pytest.raises(RuntimeError, match=f"a bug in test.c{boom_at}"):
                 check_all(RootfsTarget(root), _controls(rules), jobs=jobs)
-    assert _children() <= before
+    assert child_pids() <= before
 
 
 def test_a_process_with_other_threads_checks_everything_itself(root: Path) -> None:

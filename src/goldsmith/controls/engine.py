@@ -16,14 +16,10 @@ names those commands. mtimes of restored files are not restored.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import logging
-import os
-import pickle
 import posixpath
-import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,8 +202,8 @@ def check_all(
 
 def _check_split(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:
     """Check every other control (never one whose rule must stay in this process) in a forked
-    child, beside this process checking the rest: checks only read, and each process has its
-    own copy of the target's memo. The child sends its findings back pickled through a pipe.
+    child (:class:`goldsmith.forked.Forked`), beside this process checking the rest: checks only
+    read, and each process has its own copy of the target's memo.
 
     If the child cannot be started, dies, or sends no complete answer, this process checks
     its share itself, so a failure costs time and never changes the findings; an exception a
@@ -227,78 +223,28 @@ def _check_split(target: Target, resolved: Sequence[ResolvedControl]) -> list[Fi
     mine.sort(key=lambda i: resolved[i].rule.check_in_main_process)
     if not theirs:
         return _check_all(target, resolved)
+    from goldsmith.forked import Forked
+
+    their_part = [resolved[i] for i in theirs]
     try:
-        read_fd, write_fd = os.pipe()
+        child = Forked(lambda: _check_all(target, their_part))
     except OSError:
         return _check_all(target, resolved)
-    try:
-        pid = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        return _check_all(target, resolved)
-    if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-        os.close(read_fd)
-        _check_child(write_fd, target, [resolved[i] for i in theirs])
-    os.close(write_fd)
     out: dict[int, Finding] = {}
     try:
         out.update(zip(mine, _check_all(target, [resolved[i] for i in mine]), strict=True))
-        got = _child_answer(read_fd, pid)
-        pid = 0
+        got = child.result()
     finally:
-        if pid:  # this process failed first: stop the child, leave no zombie
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.close(read_fd)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-    if got is None or len(got) != len(theirs):
+        child.cancel()  # this process failed first: stop the child, leave no zombie
+    if not (
+        isinstance(got, list)
+        and len(got) == len(theirs)
+        and all(isinstance(f, Finding) for f in got)
+    ):
         log.debug("the checking child gave no answer; checking its %d controls here", len(theirs))
-        got = _check_all(target, [resolved[i] for i in theirs])
+        got = _check_all(target, their_part)
     out.update(zip(theirs, got, strict=True))
     return [out[i] for i in range(len(resolved))]
-
-
-def _check_child(  # pragma: no cover - runs in the forked child
-    write_fd: int, target: Target, part: Sequence[ResolvedControl]
-) -> None:
-    """The forked child: check, write the pickled findings, exit without running the parent's
-    atexit handlers or flushing its buffers (``os._exit``)."""
-    code = 1
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        data = pickle.dumps(_check_all(target, part), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_fd, view) :]
-        code = 0
-    except BaseException:  # no answer: the parent checks this part itself
-        code = 1
-    finally:
-        os._exit(code)
-
-
-def _child_answer(read_fd: int, pid: int) -> list[Finding] | None:
-    """Read the child's whole answer, reap it; ``None`` unless it exited 0 with a list."""
-    chunks: list[bytes] = []
-    try:
-        while chunk := os.read(read_fd, 1 << 20):
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        _, status = os.waitpid(pid, 0)
-    if status != 0 or not chunks:
-        return None
-    try:
-        got = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's answer
-    except Exception:
-        return None
-    if not isinstance(got, list) or not all(isinstance(f, Finding) for f in got):
-        return None
-    return got
 
 
 def _check_all(target: Target, resolved: Sequence[ResolvedControl]) -> list[Finding]:

@@ -17,17 +17,14 @@ whole-catalogue scan) runs beside them instead of after them.
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
-import pickle
-import signal
 import stat
 from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 from goldsmith.errors import TargetError
+from goldsmith.forked import Forked
 
 #: file systems the live walk enters (CIS: "df --local"); pseudo and network ones are not
 LOCAL_FS = frozenset(
@@ -135,94 +132,42 @@ def not_plain_root(
 
 # prefetch -------------------------------------------------------------------------------------
 class Prefetch:
-    """:func:`not_plain_root` of one root and skip list, computed by a forked child.
+    """:func:`not_plain_root` of one root and skip list, computed by a forked child
+    (:class:`goldsmith.forked.Forked`).
 
-    The child writes its pickled answer to a pipe and exits; :meth:`result` reads it once.
-    Any failure (the child died, the walk raised) gives ``None``, and the caller walks
-    itself, so the prefetch can only make a scan faster, never change what it finds.
+    :meth:`result` takes the answer once. Any failure (the child died, the walk raised) gives
+    ``None``, and the caller walks itself, so the prefetch can only make a scan faster, never
+    change what it finds.
     """
 
     def __init__(self, root: Path, skip: tuple[str, ...], live: bool) -> None:
         self.root = root
         self.skip = skip
         self.live = live
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child (coverage does not follow it)
-            os.close(read_fd)
-            _child(write_fd, root, skip, live)
-        os.close(write_fd)
-        self._pid: int | None = pid
-        self._read: int | None = read_fd
-        atexit.register(self.cancel)
+        self._child = Forked(lambda: _walk(root, skip, live))
 
     def result(self) -> tuple[list[Entry], int] | None:
         """The child's answer, waiting for it; ``None`` if it has none (then walk yourself)."""
-        if self._read is None:
-            return None
-        chunks: list[bytes] = []
-        try:
-            while chunk := os.read(self._read, 1 << 20):
-                chunks.append(chunk)
-        finally:
-            os.close(self._read)
-            self._read = None
-        ok = self._reap()
-        if not ok or not chunks:
-            return None
-        try:
-            got = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child's answer
-        except Exception:  # a truncated answer: walk again
+        got = self._child.result()
+        if not isinstance(got, tuple) or len(got) != 2:
             return None
         entries, n = got
         return [Entry(*e) for e in entries], int(n)
 
     def cancel(self) -> None:
         """Stop the child if it still runs (the scan ended before it needed the walk)."""
-        if self._pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, signal.SIGKILL)
-        self._reap()
-        if self._read is not None:
-            os.close(self._read)
-            self._read = None
-
-    def _reap(self) -> bool:
-        if self._pid is None:
-            return False
-        try:
-            _, status = os.waitpid(self._pid, 0)
-        except ChildProcessError:
-            status = -1
-        self._pid = None
-        atexit.unregister(self.cancel)
-        return status == 0
+        self._child.cancel()
 
 
-def _child(  # pragma: no cover - runs in the forked child
-    write_fd: int, root: Path, skip: tuple[str, ...], live: bool
-) -> None:
-    """The forked child: walk, write the answer, exit without running the parent's atexit
-    handlers or flushing its buffers (``os._exit``)."""
-    code = 1
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        devs: set[int] = set()
-        if live:
-            mounts = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace")
-            devs = live_devices(root, mounts, skip)
-        entries, n = not_plain_root(root, devs, skip)
-        data = pickle.dumps(([tuple(e) for e in entries], n), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_fd, view) :]
-        code = 0
-    except BaseException:  # any failure: no answer, and the parent walks itself
-        code = 1
-    finally:
-        os._exit(code)
+def _walk(  # pragma: no cover - runs in the forked child
+    root: Path, skip: tuple[str, ...], live: bool
+) -> tuple[list[tuple[str, int, int, int]], int]:
+    devs: set[int] = set()
+    if live:
+        mounts = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace")
+        devs = live_devices(root, mounts, skip)
+    entries, n = not_plain_root(root, devs, skip)
+    return [(e.path, e.mode, e.uid, e.gid) for e in entries], n
 
 
 _prefetches: dict[tuple[str, tuple[str, ...]], Prefetch] = {}
