@@ -6,16 +6,18 @@ on one unpacked rootfs, in one run. Not a test: it prints times and ratios.
 
 Each tool runs the way goldsmith runs it. goldsmith: the real CLI in a fresh process
 (``goldsmith scan --rootfs R --no-lynis --no-openscap``: every control of the default profile,
-Python start-up included), best of ``--repeat``. OpenSCAP and Lynis: through goldsmith's
-adapters, which first copy the rootfs (the scanners write into what they scan); the ratios use
-the scanner's own run time *without* that copy, which flatters them, and the copy time is
-printed beside it.
+Python start-up included), best of ``--repeat`` runs with goldsmith's cache warm (one run
+before them, with an empty cache of its own, fills it and is printed too). OpenSCAP and
+Lynis: through goldsmith's adapters, which first copy the rootfs (the scanners write into
+what they scan); the ratios use the scanner's own run time *without* that copy, which
+flatters them, and the copy time is printed beside it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -32,20 +34,25 @@ TARGETS = {"openscap": 20.0, "lynis": 30.0}
 
 
 def goldsmith_scan(
-    rootfs: Path, profile: str, repeat: int
+    rootfs: Path, profile: str, repeat: int, cache: Path
 ) -> tuple[float, list[float], int, list[float]]:
     """Best wall time of the CLI, every run's, the number of findings, and each run's own
     record of how long the checks took (``scanners[goldsmith].seconds`` of its report: the
-    part of the run after start-up, i.e. after Python, imports, profile and catalogue)."""
+    part of the run after start-up, i.e. after Python, imports, profile and catalogue).
+
+    The runs share goldsmith's cache in ``cache``, empty before the first run: the first run
+    is cold (it parses the catalogue and renders the templates, and fills the cache), the
+    others are warm, as every scan after the first on a machine is."""
     exe = Path(sys.executable).with_name("goldsmith")
     argv = [str(exe), "scan", "--rootfs", str(rootfs), "--profile", profile]
     argv += ["--no-lynis", "--no-openscap", "--json"]
+    env = {**os.environ, "GOLDSMITH_CACHE_DIR": str(cache)}
     times: list[float] = []
     checks: list[float] = []
     findings = 0
     for _ in range(repeat):
         t0 = time.perf_counter()
-        res = subprocess.run(argv, capture_output=True, text=True, check=False)
+        res = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
         times.append(time.perf_counter() - t0)
         if res.returncode not in (0, 1):
             sys.exit(f"goldsmith scan failed ({res.returncode}):\n{res.stderr}")
@@ -79,7 +86,10 @@ def main() -> int:
     ds = ensure_ssg_content(args.cache_dir)
     lynis_dir = ensure_lynis(args.cache_dir)
 
-    g_best, g_all, n_controls, g_checks = goldsmith_scan(rootfs, args.profile, args.repeat)
+    g_cache = run_dir / "goldsmith-cache"
+    g_runs = goldsmith_scan(rootfs, args.profile, 1 + args.repeat, g_cache)
+    g_cold, g_warm = g_runs[1][0], g_runs[1][1:]
+    g_best, g_all, n_controls, g_checks = min(g_warm), g_warm, g_runs[2], g_runs[3][1:]
 
     t0 = time.perf_counter()
     oscap = run_oscap_chroot(rootfs, ds, CIS_L2_SERVER, work_dir=run_dir / "openscap")
@@ -95,6 +105,7 @@ def main() -> int:
         "rootfs": str(rootfs),
         "goldsmith": {
             "seconds": round(g_best, 3),
+            "cold": round(g_cold, 3),
             "runs": [round(t, 3) for t in g_all],
             "median": round(statistics.median(g_all), 3),
             "controls": n_controls,
@@ -136,7 +147,10 @@ def main() -> int:
                 f"{label:<34}{scan_s:>10.2f}{total:>12.2f}{ratio:>8.1f}x"
                 f"{'>=' + format(TARGETS[name], 'g') + 'x':>7} {ok}"
             )
-        print(f"goldsmith runs: {', '.join(f'{t:.2f}' for t in g_all)} s")
+        print(
+            f"goldsmith runs (warm cache): {', '.join(f'{t:.2f}' for t in g_all)} s; "
+            f"the first, with an empty cache: {g_cold:.2f} s"
+        )
         print(
             f"  of which the checks themselves (the rest is start-up): "
             f"{', '.join(f'{c:.2f}' for c in g_checks)} s"
