@@ -232,13 +232,13 @@ def _serve(  # pragma: no cover - runs in the forked child
 ) -> Answer | None:
     """The worker (a :class:`~goldsmith.forked.Forked` child): import the check side, follow
     the parent's two messages and return the answer (``None``: none, the parent checks)."""
-    from goldsmith.targets import treewalk
-
-    if walk is not None:  # the hinted tree, walked while the check side loads
-        treewalk.start_prefetch(walk[0], live=walk[1])
     from goldsmith import cache
     from goldsmith.controls.catalogue import load_catalogue
     from goldsmith.controls.engine import Selection, check_all, resolve_selection
+    from goldsmith.targets import treewalk
+
+    if walk is not None:  # the hinted tree, walked while the catalogue loads
+        treewalk.start_prefetch(walk[0], live=walk[1])
 
     # the catalogue does not depend on the command line: load it before ``begin`` comes,
     # holding any cache entry it writes until ``begin`` says whether writing is allowed
