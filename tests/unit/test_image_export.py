@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from goldsmith.boot.qemu import ConsoleWatcher, parse_kvm_probe, qemu_argv, strip_ansi
+from goldsmith.boot.qemu import (
+    ConsoleWatcher,
+    kvm_module_problem,
+    parse_kvm_probe,
+    qemu_argv,
+    strip_ansi,
+)
 from goldsmith.build.diskimage import (
     compute_layout,
     fs_label,
@@ -148,6 +154,17 @@ def test_kvm_probe_judgement() -> None:
     assert "VT-x" in parse_kvm_probe(1, msr).reason
     assert parse_kvm_probe(None, "").usable
     assert not parse_kvm_probe(1, "Could not access KVM kernel module: No such file").usable
+
+
+def test_a_pvm_kvm_is_judged_unusable(tmp_path: Path) -> None:
+    """PVM passes QEMU's start-up probe but cannot boot a stock kernel (seen on this kind
+    of machine: GRUB runs, then the console stays silent for the whole login timeout)."""
+    (tmp_path / "kvm").mkdir()
+    (tmp_path / "kvm_intel").mkdir()
+    assert kvm_module_problem(tmp_path) is None
+    (tmp_path / "kvm_pvm" / "parameters").mkdir(parents=True)
+    problem = kvm_module_problem(tmp_path)
+    assert problem is not None and "kvm_pvm" in problem
 
 
 def test_qemu_forwards_only_to_loopback(tmp_path: Path) -> None:

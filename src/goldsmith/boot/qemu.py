@@ -10,7 +10,9 @@ console to a ``login:`` prompt, then an ACPI power-off.
 
 KVM: ``/dev/kvm`` can exist and still be unusable (nested virtualisation without VT-x:
 QEMU aborts with "failed to set MSR"). ``kvm_usable`` asks QEMU itself with a short real
-probe, once per process.
+probe, once per process. A host whose KVM is PVM (the ``kvm_pvm`` module: KVM without VT-x
+for PVM-enabled guest kernels only) passes that probe, and GRUB even runs, but a stock Debian
+kernel never prints a line: it is judged unusable before QEMU is asked.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _ANSI_RE = re.compile(
 )
 _WINDOW = 16 * 1024
 KVM_PROBE_SECONDS = 3.0
+#: where loaded kernel modules show (``kvm_pvm`` is looked for there)
+SYS_MODULE = Path("/sys/module")
 
 
 # --- KVM probe -----------------------------------------------------------------------------
@@ -100,12 +104,31 @@ def parse_kvm_probe(returncode: int | None, stderr: str) -> KvmProbe:
     return KvmProbe(False, f"QEMU failed under KVM (exit {returncode}): {first or 'no message'}")
 
 
+def kvm_module_problem(sys_module: Path = SYS_MODULE) -> str | None:
+    """Why the host's KVM module cannot boot a stock guest kernel, or ``None``.
+
+    PVM (``kvm_pvm``, "Pagetable-based Virtual Machine") runs guests without VT-x, but only
+    guest kernels built for it. Seen here: QEMU starts, SeaBIOS and GRUB run, then the Debian
+    kernel stalls without a line on the console (the host logs ``kvm-pvm: INTERNAL_ERROR``).
+    """
+    if (sys_module / "kvm_pvm").is_dir():
+        return (
+            "the host's KVM is PVM (module kvm_pvm), which runs only PVM-enabled guest "
+            "kernels, not the image's stock kernel"
+        )
+    return None
+
+
 @functools.cache
 def probe_kvm() -> KvmProbe:
     if not os.path.exists("/dev/kvm"):  # noqa: PTH110
         return KvmProbe(False, "/dev/kvm does not exist")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return KvmProbe(False, "/dev/kvm is not readable and writable for this user")
+    problem = kvm_module_problem()
+    if problem is not None:
+        log.info("KVM probe: unusable (%s)", problem)
+        return KvmProbe(False, problem)
     if shutil.which(QEMU) is None:
         return KvmProbe(False, f"{QEMU} is not installed")
     with tempfile.TemporaryFile() as err:
