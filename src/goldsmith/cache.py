@@ -22,6 +22,7 @@ The directory is ``$GOLDSMITH_CACHE_DIR``, else ``$XDG_CACHE_HOME/goldsmith``, e
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -79,6 +80,22 @@ def source_digest(path: str | None) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def code_cache(name: str, *, files: Sequence[str], modules: Sequence[str] = ()) -> ContentCache:
+    """Cache ``name`` for results computed by code: its keys also hash goldsmith's version and
+    the source of each of ``files`` and of each module in ``modules`` (found without importing
+    it; a package's ``__init__`` stands for its version). Off (no directory) if a source
+    cannot be read, since then it cannot tell which code made an entry."""
+    from goldsmith import __version__
+
+    specs = [importlib.util.find_spec(m) for m in modules]
+    paths = [*files, *(s.origin if s is not None else None for s in specs)]
+    digests = [source_digest(p) for p in paths]
+    known = [d for d in digests if d is not None]
+    if len(known) != len(digests):
+        return ContentCache(None, salt=())
+    return ContentCache(default_dir(name), salt=(__version__, *known))
 
 
 class ContentCache:

@@ -19,7 +19,7 @@ def goldsmith_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("GOLDSMITH_CACHE_DIR", str(d))
 
     def forget() -> None:
-        catalogue._cache = None
+        catalogue._parse_cache.cache_clear()
         catalogue._default_catalogue.cache_clear()
         templating._render_cache.cache_clear()
         cache.set_writable(True)

@@ -14,7 +14,6 @@ are not and why, and which are missing" from the benchmark lists shipped beside 
 from __future__ import annotations
 
 import importlib.resources
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from goldsmith.cache import ContentCache, default_dir, source_digest
+from goldsmith.cache import ContentCache, code_cache
 from goldsmith.controls.base import REFERENCE_KEYS, Control
 from goldsmith.controls.registry import build_rule
 from goldsmith.errors import ProfileError
@@ -282,25 +281,14 @@ class _CatalogueFile(_Strict):
 
 # parsed files and their cache ---------------------------------------------------------------
 
-_cache: ContentCache | None = None
 
-
+@cache
 def _parse_cache() -> ContentCache:
-    """Parsed catalogue files (see :mod:`goldsmith.cache`; off where a source it depends on
-    cannot be read)."""
-    global _cache
-    if _cache is None:
-        from goldsmith import __version__
-
-        # what a text parses to is decided by this module, the parser module and PyYAML;
-        # PyYAML's own __init__ (it holds __version__) stands for PyYAML, without importing it
-        specs = [importlib.util.find_spec(m) for m in ("goldsmith.controls.catalogue_yaml", "yaml")]
-        parts = [source_digest(__file__)]
-        parts += [source_digest(s.origin if s is not None else None) for s in specs]
-        known = [p for p in parts if p is not None]
-        where = default_dir("catalogue-parse") if len(known) == len(parts) else None
-        _cache = ContentCache(where, salt=(__version__, *known))
-    return _cache
+    """Parsed catalogue files (see :mod:`goldsmith.cache`): what a text parses to is decided by
+    this module, the parser module and PyYAML."""
+    return code_cache(
+        "catalogue-parse", files=[__file__], modules=["goldsmith.controls.catalogue_yaml", "yaml"]
+    )
 
 
 class _Source:

@@ -12,7 +12,6 @@ warm whole-catalogue scan therefore neither imports Jinja2 nor compiles a templa
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -20,7 +19,7 @@ from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from goldsmith.cache import ContentCache, default_dir, source_digest
+from goldsmith.cache import ContentCache, code_cache
 from goldsmith.errors import ProfileError
 
 if TYPE_CHECKING:
@@ -44,14 +43,7 @@ def _env() -> jinja2.Environment:
 
 @cache
 def _render_cache() -> ContentCache:
-    from goldsmith import __version__
-
-    spec = importlib.util.find_spec("jinja2")
-    jinja = source_digest(spec.origin if spec is not None else None)
-    code = source_digest(__file__)
-    if jinja is None or code is None:  # cannot tell which Jinja2 or which code: no cache
-        return ContentCache(None, salt=())
-    return ContentCache(default_dir("template-render"), salt=(__version__, jinja, code))
+    return code_cache("template-render", files=[__file__], modules=["jinja2"])
 
 
 def render(name: str, context: Mapping[str, Any]) -> str:
