@@ -8,6 +8,8 @@ Jinja2's own ``__init__`` (its version). Only contexts of plain data (str, int, 
 None, lists, tuples, dicts with str keys) are cached; anything else is always rendered. A
 warm whole-catalogue scan therefore neither imports Jinja2 nor compiles a template. Errors
 (a missing template, an undefined variable) are never cached: they happen on every run.
+A named template is keyed by its own text only: no shipped template includes, extends or
+imports another; one that does must add those templates' texts to its key.
 """
 
 from __future__ import annotations
